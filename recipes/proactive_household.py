@@ -1,0 +1,58 @@
+"""proactive_household: household sound events over a quiet background bed. The
+policy table (manifests/policy/proactive_household.yaml) decides which events get a
+helpful reply shortly after they end and which get an explicit stay-silent turn."""
+from streamaudio.plan import EpisodePlan, PlanContext, Recipe, SegmentPlan, TurnPlan
+
+PAD_BEFORE_S, PAD_AFTER_S = 0.2, 0.3  # keep a little of the clip around its active span
+
+
+def decision(labels: list[str], policy: dict) -> tuple[str, dict] | None:
+    """The policy entry for a clip: a respond label wins over an ignore label."""
+    known = [(l, policy[l]) for l in labels if l in policy]
+    if not known:
+        return None
+    return next(((l, p) for l, p in known if p["action"] == "respond"), known[0])
+
+
+def plan(ctx: PlanContext) -> EpisodePlan:
+    rng = ctx.rng
+    policy = ctx.tables["policy"]
+    usable = lambda r: r["active_start_s"] >= 0 and decision(r["labels"], policy["labels"]) is not None
+    acts = lambda r: usable(r) and decision(r["labels"], policy["labels"])[1]["action"] == "respond"
+    events = ctx.pools["events"].sample(rng, int(rng.integers(3, 7)), where=usable)
+    if not any(acts(e) for e in events):  # every episode teaches at least one reply
+        events[int(rng.integers(len(events)))] = ctx.pools["events"].choice(rng, where=acts)
+    bed = ctx.pools["noise"].choice(rng)
+    segments = [SegmentPlan(clip=bed, start_s=0.0, kind="noise", role="background",
+                            gain_db=float(rng.uniform(-34.0, -24.0)), loop_to_end=True)]
+    turns = []
+    lo, hi = policy["delay_s"]
+    t = float(rng.uniform(0.8, 2.0))
+    for clip in events:
+        label, entry = decision(clip["labels"], policy["labels"])
+        cut0 = max(0.0, clip["active_start_s"] - PAD_BEFORE_S)
+        cut1 = min(clip["duration_s"], clip["active_end_s"] + PAD_AFTER_S)
+        segments.append(SegmentPlan(clip=clip, start_s=t, kind="music" if label == "Music" else "sound",
+                                    role="environment", gain_db=float(rng.uniform(-6.0, 0.0)),
+                                    clip_start_s=cut0, clip_dur_s=cut1 - cut0))
+        trigger = t + (clip["active_end_s"] - cut0) + float(rng.uniform(lo, hi))
+        if entry["action"] == "respond":
+            replies = entry["replies"]
+            turns.append(TurnPlan(trigger_s=trigger, kind="respond", text=replies[int(rng.integers(len(replies)))],
+                                  emotion=entry.get("emotion", "normal")))
+        else:
+            turns.append(TurnPlan(trigger_s=trigger, kind="stay_silent"))
+        # the next event starts after this one and at least two chunks after its reply
+        t = max(t + (cut1 - cut0) + float(rng.uniform(1.0, 3.0)), trigger + 0.8)
+    prompts = ctx.tables["instructions"]["system_prompts"]
+    return EpisodePlan(segments=segments, turns=turns, language="",
+                       system_prompt=prompts[int(rng.integers(len(prompts)))], min_duration_s=t,
+                       text_writer="policy-table:proactive_household@1")
+
+
+RECIPE = Recipe(
+    subtask="proactive_household", ability="proactive_response", version="1",
+    pools={"events": "sound", "noise": "noise"},
+    tables={"policy": "policy/proactive_household.yaml", "instructions": "instructions/proactive_household.yaml"},
+    plan=plan, description=__doc__,
+)

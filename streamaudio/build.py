@@ -1,0 +1,335 @@
+"""`streamaudio build`: catalog -> clip manifests -> spoken pools -> splits ->
+sharded episodes on Ray -> build.json, rejects.parquet and the dataset card.
+
+Work files (manifests, TTS cache, per-shard summaries) live in ``OUT.work/``,
+beside the dataset and never inside it, so OUT is exactly what gets published.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from . import __version__
+from .card import render_card
+from .catalog import Catalog, load_catalog
+from .fixtures import load_voices
+from .format import FORMAT_VERSION, SPLITS
+from .plan import RecipeError, load_recipes
+from .progress import progress_bar
+from .shards import ShardTask, finished_summary, run_shard
+from .sources import REJECT_SCHEMA, get_adapter, write_manifest
+from .sources.base import CLIP_SCHEMA
+
+log = logging.getLogger("streamaudio")
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+def work_dir(out: Path) -> Path:
+    return out.with_name(out.name + ".work")
+
+
+def _sha_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def assign_splits(groups: list[str], fractions: dict[str, float]) -> dict[str, str]:
+    """Source group -> split. Groups are ranked by a hash of their name (stable when
+    the corpus grows or the seed changes) and cut by cumulative fraction, with at
+    least one group per split when there are enough groups, so no speaker, clip or
+    conversation ever crosses splits."""
+    uniq = sorted(set(groups), key=lambda g: hashlib.sha256(g.encode()).hexdigest())
+    splits = [s for s in SPLITS if fractions.get(s, 0) > 0]
+    n = len(uniq)
+    counts = {s: int(round(fractions[s] * n)) for s in splits}
+    if n >= len(splits):
+        for s in splits:
+            counts[s] = max(1, counts[s])
+    while sum(counts.values()) > n:
+        counts[max(counts, key=lambda s: counts[s])] -= 1
+    while sum(counts.values()) < n:
+        counts[splits[0]] += 1
+    out, i = {}, 0
+    for s in splits:
+        for g in uniq[i:i + counts[s]]:
+            out[g] = s
+        i += counts[s]
+    return out
+
+
+def _init_ray(address: str | None, num_cpus: int | None):
+    import ray
+    from ray.data import DataContext
+
+    if not ray.is_initialized():
+        kw = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+                  configure_logging=True)
+        if address and address != "local":
+            ray.init(address=address, **kw)
+        else:
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+            ray.init(num_cpus=num_cpus, **kw)
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False  # our own bar reports shards; Ray's per-operator bars are noise here
+    ctx.print_on_execution_start = False
+    return ray
+
+
+def _speak_batch(rows: list[dict], voices, cache_dir: str, max_words: int) -> list[dict]:
+    from .spoken import speak_row, pick_voice
+
+    out = []
+    for row in rows:
+        try:
+            out.append({"row": speak_row(row, pick_voice(voices, row["split_group"]), Path(cache_dir), max_words)})
+        except Exception as exc:
+            out.append({"reject": {"stage": "tts", "source": row["corpus"], "item": row["id"],
+                                   "reason": f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"}})
+    return out
+
+
+class Builder:
+    def __init__(self, catalog: Catalog, out: Path, ray_address: str | None = None, num_cpus: int | None = None,
+                 resume: bool = True, show_progress: bool = True):
+        self.catalog, self.out = catalog, Path(out).resolve()
+        self.work = work_dir(self.out)
+        self.ray_address, self.num_cpus = ray_address, num_cpus
+        self.resume, self.show_progress = resume, show_progress
+        try:
+            self.recipes = load_recipes(catalog.recipe_dirs)
+        except RecipeError as exc:
+            raise BuildError(str(exc)) from None
+        for st, spec in catalog.subtasks.items():
+            if st not in self.recipes:
+                raise BuildError(f"catalog asks for sub-task {st!r} but no recipe defines it; "
+                                 f"available: {sorted(self.recipes)}")
+            missing = set(self.recipes[st].pools) - set(spec.pools)
+            if missing:
+                raise BuildError(f"sub-task {st!r}: recipe needs pools {sorted(missing)}; "
+                                 f"map them to sources under subtasks/{st}/pools in {catalog.path}")
+
+    # ------------------------------------------------------------ stage 1: manifests
+    def manifests(self) -> tuple[dict[str, Path], dict[str, dict], list[dict]]:
+        needed = sorted({src for spec in self.catalog.subtasks.values() for src in spec.pools.values()})
+        paths, inputs, rejects = {}, {}, []
+        for name in needed:
+            spec = self.catalog.sources[name]
+            adapter = get_adapter(spec.corpus)
+            out = self.work / "manifests" / f"{name}.parquet"
+            with progress_bar(f"scan {name}", None, self.show_progress) as advance:
+                res = write_manifest(adapter, spec.root, out, spec.options, progress=advance, source_name=name)
+            paths[name] = out
+            rejects += res.rejects
+            inputs[name] = {"corpus": spec.corpus, "root": str(spec.root), "seen": res.seen, "used": res.used,
+                            "rejected": res.rejected, "license": adapter.license}
+        return paths, inputs, rejects
+
+    # ------------------------------------------------------------ stage 2: text -> speech
+    def spoken(self, name: str, manifest: Path, inputs: dict, rejects: list[dict]) -> Path:
+        spec = self.catalog.sources[name].spoken
+        if not spec:
+            return manifest
+        ray = _init_ray(self.ray_address, self.num_cpus)
+        rows = pq.read_table(manifest).to_pylist()
+        limit = spec.get("max_items")
+        if limit and len(rows) > limit:
+            # not spoken in this build: still accounted for, as a reject with its reason
+            for r in rows[limit:]:
+                rejects.append({"stage": "tts", "source": name, "item": r["id"],
+                                "reason": f"beyond spoken.max_items={limit}"})
+            rows = rows[:limit]
+        voices = load_voices()
+        cache = self.work / "tts"
+        speak = ray.remote(num_cpus=1)(_speak_batch)
+        batch = 16
+        refs = [speak.remote(rows[i:i + batch], voices, str(cache), spec.get("max_words", 60))
+                for i in range(0, len(rows), batch)]
+        out_rows, n_rej = [], 0
+        with progress_bar(f"speak {name}", len(rows), self.show_progress) as advance:
+            for ref in refs:  # in submission order: the spoken manifest's order is deterministic
+                for item in ray.get(ref):
+                    if "row" in item:
+                        out_rows.append(item["row"])
+                    else:
+                        rejects.append({**item["reject"], "source": name})
+                        n_rej += 1
+                    advance()
+        # a text row is used only once it is speech: seen = spoken + every reject, source or tts
+        inputs[name]["used"] = len(out_rows)
+        inputs[name]["rejected"] = inputs[name]["seen"] - len(out_rows)
+        inputs[name]["tts"] = "espeak-ng"
+        path = manifest.with_name(f"{name}.spoken.parquet")
+        pq.write_table(pa.Table.from_pylist(out_rows, CLIP_SCHEMA), path, compression="zstd")
+        return path
+
+    # ------------------------------------------------------------ stage 3: episodes
+    def tasks(self, manifest_sha: dict[str, str]) -> list[ShardTask]:
+        tasks = []
+        for st, spec in sorted(self.catalog.subtasks.items()):
+            recipe = self.recipes[st]
+            recipe_sha = _sha_file(Path(recipe.module_path))
+            tables_sha = hashlib.sha256(json.dumps(recipe.load_tables(), sort_keys=True).encode()).hexdigest()
+            counts = self.catalog.split_counts(spec.count)
+            for split in SPLITS:
+                n = counts.get(split, 0)
+                if n == 0:
+                    continue
+                ids = [f"{st}-{split}-{i:06d}" for i in range(n)]
+                total = -(-n // spec.shard_size)
+                for k in range(total):
+                    fp = hashlib.sha256(json.dumps([
+                        self.catalog.fingerprint, __version__, recipe.version, recipe_sha, tables_sha,
+                        sorted((p, manifest_sha[s]) for p, s in spec.pools.items()),
+                    ]).encode()).hexdigest()[:16]
+                    fname = f"{split}-{k:05d}-of-{total:05d}"
+                    tasks.append(ShardTask(
+                        subtask=st, split=split, index=k, total=total,
+                        episode_ids=ids[k * spec.shard_size:(k + 1) * spec.shard_size],
+                        out_path=str(self.out / "data" / st / f"{fname}.parquet"),
+                        summary_path=str(self.work / "shards" / st / f"{fname}.json"),
+                        pools=dict(spec.pools), recipe_dirs=[str(d) for d in self.catalog.recipe_dirs],
+                        seed=self.catalog.seed, options=dict(spec.options), fingerprint=fp,
+                        chunk_s=self.catalog.chunk_s,
+                    ))
+        return tasks
+
+    def run(self) -> dict:
+        t0 = time.time()
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.work.mkdir(parents=True, exist_ok=True)
+        paths, inputs, rejects = self.manifests()
+        for name in list(paths):
+            paths[name] = self.spoken(name, paths[name], inputs, rejects)
+        manifest_sha = {n: _sha_file(p) for n, p in paths.items()}
+
+        # every source's rows, split by source group
+        pools_by_split: dict[str, dict[str, list[dict]]] = {s: {} for s in SPLITS}
+        for name, path in paths.items():
+            rows = pq.read_table(path).to_pylist()
+            split_of = assign_splits([r["split_group"] for r in rows], self.catalog.splits)
+            for s in SPLITS:
+                pools_by_split[s][name] = [r for r in rows if split_of[r["split_group"]] == s]
+
+        tasks = self.tasks(manifest_sha)
+        summaries, todo = [], []
+        for t in tasks:
+            done = finished_summary(t) if self.resume else None
+            (summaries.append(done) if done else todo.append(t))
+        if todo:
+            ray = _init_ray(self.ray_address, self.num_cpus)
+            pools_ref = ray.put(pools_by_split)
+
+            def _run(item: dict) -> dict:
+                import ray as _ray
+                summary = run_shard(ShardTask(**item), _ray.get(pools_ref))
+                return {"summary": json.dumps(summary)}
+
+            ds = ray.data.from_items([asdict(t) for t in todo], override_num_blocks=len(todo))
+            ds = ds.map(_run, num_cpus=1)
+            with progress_bar(f"shards ({len(tasks) - len(todo)} reused)", len(todo), self.show_progress) as advance:
+                for row in ds.iter_rows():
+                    summaries.append(json.loads(row["summary"]))
+                    advance()
+        self._remove_stale(tasks)
+        return self._finish(summaries, inputs, rejects, time.time() - t0, len(tasks) - len(todo))
+
+    def _remove_stale(self, tasks: list[ShardTask]) -> None:
+        """Shards of an earlier, different catalog would be loaded by the card's globs."""
+        keep = {Path(t.out_path) for t in tasks}
+        data = self.out / "data"
+        for p in data.rglob("*"):
+            if p.is_file() and p not in keep:
+                p.unlink()
+        for d in sorted((p for p in data.rglob("*") if p.is_dir()), reverse=True):
+            if not any(d.iterdir()):
+                d.rmdir()
+
+    def _finish(self, summaries, inputs, rejects, elapsed, reused) -> dict:
+        summaries.sort(key=lambda s: (s["task"]["subtask"], SPLITS.index(s["task"]["split"]), s["task"]["index"]))
+        subtasks: dict[str, dict] = {}
+        drawn: dict[str, set] = {}
+        for s in summaries:
+            st, split = s["task"]["subtask"], s["task"]["split"]
+            info = subtasks.setdefault(st, {"ability": self.recipes[st].ability, "recipe_version": self.recipes[st].version,
+                                            "planned": 0, "written": 0, "rejected": 0, "splits": {}})
+            sp = info["splits"].setdefault(split, {"episodes": 0, "hours": 0.0, "shards": 0})
+            sp["episodes"] += s["episodes"]
+            sp["hours"] += s["hours"]
+            sp["shards"] += 1
+            info["planned"] += len(s["task"]["episode_ids"])
+            info["written"] += s["episodes"]
+            info["rejected"] += len(s["rejects"])
+            rejects += s["rejects"]
+            for corpus, ids in s["clips"].items():
+                drawn.setdefault(corpus, set()).update(ids)
+        for name, src in inputs.items():
+            src["drawn"] = len(drawn.get(src["corpus"], set()))
+        rejects.sort(key=lambda r: (r["stage"], r["source"], r["item"]))
+        pq.write_table(pa.Table.from_pylist(rejects, REJECT_SCHEMA), self.out / "rejects.parquet")
+        provenance = self._provenance_values()
+        build = {
+            "format_version": FORMAT_VERSION, "toolkit_version": __version__,
+            "catalog": {"name": self.catalog.name, "path": str(self.catalog.path), "seed": self.catalog.seed,
+                        "fingerprint": self.catalog.fingerprint, "splits": self.catalog.splits,
+                        "chunk_s": self.catalog.chunk_s},
+            "subtasks": subtasks,
+            "episodes": {k: sum(v[k] for v in subtasks.values()) for k in ("planned", "written", "rejected")},
+            "hours": sum(sp["hours"] for v in subtasks.values() for sp in v["splits"].values()),
+            "inputs": inputs,
+            "rejects": {"total": len(rejects), "by_stage": _count(r["stage"] for r in rejects)},
+            "languages": sorted({*provenance.pop("languages")}),
+            **provenance,
+            "versions": _versions(),
+            "run": {"elapsed_s": round(elapsed, 2), "shards": len(summaries), "shards_reused": reused},
+        }
+        (self.out / "build.json").write_text(json.dumps(build, indent=2, sort_keys=False) + "\n")
+        (self.out / "README.md").write_text(render_card(build))
+        return build
+
+    def _provenance_values(self) -> dict:
+        vals = {"text_writer": set(), "tts": set(), "aligner": set(), "languages": set()}
+        for f in sorted((self.out / "data").rglob("*.parquet")):
+            t = pq.read_table(f, columns=["provenance", "language"])
+            for p in t.column("provenance").to_pylist():
+                for k in ("text_writer", "tts", "aligner"):
+                    if p[k]:
+                        vals[k].add(p[k].split("/")[0])
+            vals["languages"].update(t.column("language").to_pylist())
+        return {k: sorted(v) for k, v in vals.items()}
+
+
+def _count(items) -> dict:
+    out: dict = {}
+    for i in items:
+        out[i] = out.get(i, 0) + 1
+    return dict(sorted(out.items()))
+
+
+def _versions() -> dict:
+    import datasets
+    import numpy
+    import polars
+    import ray
+    import soundfile
+
+    return {"python": platform.python_version(), "pyarrow": pa.__version__, "ray": ray.__version__,
+            "numpy": numpy.__version__, "datasets": datasets.__version__, "polars": polars.__version__,
+            "soundfile": soundfile.__version__, "libsndfile": soundfile.__libsndfile_version__,
+            "espeak-ng": shutil.which("espeak-ng") and "installed" or "missing"}
+
+
+def build(catalog: str | Path, out: str | Path, **kw) -> dict:
+    return Builder(load_catalog(catalog), Path(out), **kw).run()

@@ -1,0 +1,96 @@
+"""The `streamaudio` command."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Build StreamAudio-style streaming audio-interaction datasets from public corpora.")
+err = Console(stderr=True)
+
+
+@app.command()
+def fixtures(out: Path = typer.Argument(..., help="folder to write the stand-in corpora into"),
+             seed: int = typer.Option(20261126, help="fixture seed")):
+    """Write small, layout-exact stand-ins of every supported corpus (offline)."""
+    from .fixtures import write_all
+
+    summary = write_all(out, seed)
+    for corpus, s in summary.items():
+        err.print(f"{corpus}: {s['good']} good items, {len(s['rejects'])} planted faults")
+    err.print(f"fixtures written to {out}")
+
+
+@app.command()
+def build(catalog: Path = typer.Option(..., help="catalog YAML (see manifests/demo.yaml)"),
+          out: Path = typer.Option(..., help="output dataset folder"),
+          ray_address: Optional[str] = typer.Option(None, help="Ray cluster to join ('auto' for an existing one); "
+                                                              "default: start a local Ray"),
+          num_cpus: Optional[int] = typer.Option(None, help="CPUs for a local Ray (default: all)"),
+          resume: bool = typer.Option(True, help="reuse shards an earlier run of the same catalog finished"),
+          progress: bool = typer.Option(True, help="show progress bars")):
+    """Build a dataset: manifests, planning, rendering, labelling, shards, card."""
+    from .build import BuildError, build as run_build
+    from .catalog import CatalogError
+    from .sources import LayoutError
+
+    try:
+        b = run_build(catalog, out, ray_address=ray_address, num_cpus=num_cpus, resume=resume,
+                      show_progress=progress)
+    except (BuildError, CatalogError, LayoutError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2)
+    e = b["episodes"]
+    err.print(f"built {out}: {e['written']} episodes ({b['hours']:.3f} h) in {len(b['subtasks'])} sub-tasks; "
+              f"{e['rejected']} episodes and {b['rejects']['total'] - e['rejected']} inputs rejected "
+              f"(see rejects.parquet)")
+
+
+@app.command()
+def validate(out: Path = typer.Argument(..., help="a built dataset folder"),
+             no_audio: bool = typer.Option(False, "--no-audio", help="skip decoding audio")):
+    """Re-check a built dataset against episode format v1; exit 1 on any violation."""
+    from .validate import validate as run_validate
+
+    rep = run_validate(out, decode_audio=not no_audio)
+    if rep.ok:
+        err.print(f"[green]ok[/green]: {rep.episodes} episodes in {rep.shards} shards, {rep.seconds / 3600:.3f} h")
+        return
+    err.print(f"[red]{len(rep.problems)} problem(s)[/red] in {out}:")
+    for p in rep.problems[:200]:
+        err.print(f"  - {p}", markup=False, highlight=False)
+    if len(rep.problems) > 200:
+        err.print(f"  ... and {len(rep.problems) - 200} more")
+    raise typer.Exit(1)
+
+
+@app.command()
+def manifest(corpus: str = typer.Option(..., help="librispeech, audioset, musan or ultrachat"),
+             root: Path = typer.Option(..., help="the corpus folder"),
+             out: Path = typer.Option(..., help="clip manifest to write (.parquet)")):
+    """Scan one corpus into a clip manifest; rejects go next to it as .rejects.parquet."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .sources import REJECT_SCHEMA, LayoutError, get_adapter, write_manifest
+
+    try:
+        res = write_manifest(get_adapter(corpus), root, out)
+    except (LayoutError, ValueError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2)
+    pq.write_table(pa.Table.from_pylist(res.rejects, REJECT_SCHEMA), out.with_suffix(".rejects.parquet"))
+    err.print(json.dumps({"seen": res.seen, "used": res.used, "rejected": res.rejected}))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

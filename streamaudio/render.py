@@ -1,0 +1,168 @@
+"""Rendering: an EpisodePlan becomes one 16 kHz mono stream.
+
+Every clip is read with soundfile (only the frames the plan uses), mixed
+down to mono, resampled with soxr, normalised to one reference level and
+then set to the plan's gain, with short fades so that no join clicks: a
+click at a boundary would become a cue for "respond now". Background beds
+loop, with crossfades, under the whole episode.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from .format import CHUNK_S, SAMPLE_RATE, round_up_to_chunk
+from .plan import EpisodePlan, PlanError, SegmentPlan
+
+REFERENCE_DBFS = -23.0  # active level every clip is normalised to before gain_db
+PEAK_LIMIT = 0.97
+FADE_S = 0.01
+LOOP_XFADE_S = 0.05
+
+
+class RenderError(ValueError):
+    """A clip cannot be rendered (unreadable, shorter than planned); becomes a reject."""
+
+
+@dataclass
+class RenderedEpisode:
+    flac: bytes
+    duration_s: float
+    segments: list[dict]  # format v1 segment structs (episode time)
+
+
+def load_clip(clip: dict, start_s: float = 0.0, dur_s: float | None = None) -> np.ndarray:
+    """The clip's audio from ``start_s`` (after the row's offset) as 16 kHz mono float32."""
+    sr = int(clip["sample_rate"])
+    first = int(round((clip["offset_s"] + start_s) * sr))
+    avail = clip["duration_s"] - start_s
+    if dur_s is None:
+        dur_s = avail
+    if dur_s <= 0 or dur_s > avail + 1e-3:
+        raise RenderError(f"{clip['id']}: planned {start_s:.3f}+{dur_s:.3f}s but the clip has {clip['duration_s']:.3f}s")
+    frames = int(round(dur_s * sr))
+    try:
+        x, file_sr = sf.read(clip["path"], start=first, frames=frames, dtype="float32", always_2d=True)
+    except Exception as exc:
+        raise RenderError(f"{clip['id']}: cannot read {clip['path']}: {' '.join(str(exc).split())[:120]}") from None
+    if file_sr != sr:
+        raise RenderError(f"{clip['id']}: manifest says {sr} Hz but the file is {file_sr} Hz")
+    x = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
+    if sr != SAMPLE_RATE:
+        x = soxr.resample(x, sr, SAMPLE_RATE)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def active_level_db(x: np.ndarray) -> float:
+    """Level of the louder half of 10 ms frames: speech pauses and event gaps do not
+    drag the level down, so a sparse event and continuous noise at the same gain
+    sound equally loud where they sound."""
+    hop = SAMPLE_RATE // 100
+    n = len(x) // hop
+    if n == 0:
+        e = np.array([np.mean(x.astype(np.float64) ** 2) + 1e-12])
+    else:
+        e = np.mean(x[: n * hop].reshape(n, hop).astype(np.float64) ** 2, axis=1) + 1e-12
+    top = np.sort(e)[len(e) // 2:]
+    return float(10 * np.log10(np.mean(top)))
+
+
+def _fade(x: np.ndarray, n_in: int, n_out: int) -> np.ndarray:
+    n_in, n_out = min(n_in, len(x) // 2), min(n_out, len(x) // 2)
+    if n_in:
+        x[:n_in] *= np.linspace(0.0, 1.0, n_in, dtype=np.float32)
+    if n_out:
+        x[len(x) - n_out:] *= np.linspace(1.0, 0.0, n_out, dtype=np.float32)
+    return x
+
+
+def _loop(x: np.ndarray, n: int) -> np.ndarray:
+    """Repeat x to n samples with crossfades, so the loop point is not audible."""
+    if len(x) >= n:
+        return x[:n].copy()
+    xf = min(int(LOOP_XFADE_S * SAMPLE_RATE), len(x) // 4)
+    out = np.zeros(n, dtype=np.float32)
+    ramp_in = np.linspace(0.0, 1.0, xf, dtype=np.float32)
+    pos = 0
+    while pos < n:
+        piece = x.copy()
+        if pos > 0 and xf:
+            piece[:xf] *= ramp_in
+            out[pos:pos + xf] *= ramp_in[::-1][: min(xf, n - pos)]
+        end = min(n, pos + len(piece))
+        out[pos:end] += piece[: end - pos]
+        pos += len(x) - xf
+    return out
+
+
+def _words(seg: SegmentPlan, start_s: float, end_s: float) -> list[dict]:
+    """Clip-time words -> episode time, keeping words wholly inside the cut."""
+    out = []
+    cut0 = seg.clip_start_s
+    for w in seg.clip.get("words") or []:
+        ws, we = w["start_s"] - cut0, w["end_s"] - cut0
+        if ws < -1e-6 or start_s + we > end_s + 1e-6:
+            continue
+        out.append({"text": w["text"], "start_s": round(start_s + ws, 4), "end_s": round(min(end_s, start_s + we), 4)})
+    return out
+
+
+def render(plan: EpisodePlan, chunk_s: float = CHUNK_S) -> RenderedEpisode:
+    if not plan.segments:
+        raise PlanError("episode has no segments")
+    loaded = []
+    for seg in plan.segments:
+        if seg.start_s < 0:
+            raise PlanError(f"segment starts before the episode ({seg.start_s})")
+        x = load_clip(seg.clip, seg.clip_start_s, None if seg.loop_to_end else seg.clip_dur_s)
+        if len(x) == 0:
+            raise RenderError(f"{seg.clip['id']}: no audio")
+        level = active_level_db(x)
+        if level < -90:
+            raise RenderError(f"{seg.clip['id']}: clip is digital silence")
+        x *= np.float32(10 ** ((REFERENCE_DBFS + seg.gain_db - level) / 20))
+        loaded.append(x)
+
+    ends = [s.start_s + len(x) / SAMPLE_RATE for s, x in zip(plan.segments, loaded) if not s.loop_to_end]
+    triggers = [t.trigger_s for t in plan.turns]
+    duration_s = round_up_to_chunk(max([plan.min_duration_s, *ends, *triggers, chunk_s]), chunk_s)
+    n = int(round(duration_s * SAMPLE_RATE))
+    mix = np.zeros(n, dtype=np.float32)
+    fade = int(FADE_S * SAMPLE_RATE)
+    placed = []
+    for seg, x in zip(plan.segments, loaded):
+        at = int(round(seg.start_s * SAMPLE_RATE))
+        if seg.loop_to_end:
+            x = _loop(x, n - at)
+        x = _fade(x, fade, fade)
+        end = min(n, at + len(x))
+        mix[at:end] += x[: end - at]
+        placed.append((seg, at / SAMPLE_RATE, end / SAMPLE_RATE))
+
+    # a peak limiter on the whole mix keeps every relative level; its gain is
+    # added to each segment's gain_db so the metadata still tells the truth
+    peak = float(np.max(np.abs(mix))) if n else 0.0
+    shift_db = 0.0
+    if peak > PEAK_LIMIT:
+        mix *= np.float32(PEAK_LIMIT / peak)
+        shift_db = 20 * np.log10(PEAK_LIMIT / peak)
+
+    segments = []
+    for seg, s, e in placed:
+        clip = seg.clip
+        segments.append({
+            "start_s": round(s, 4), "end_s": round(e, 4), "kind": seg.kind, "role": seg.role,
+            "text": clip.get("text", "") if seg.text is None else seg.text,
+            "language": clip.get("language", "") if seg.kind == "speech" else "",
+            "labels": list(clip.get("labels") or []) if seg.labels is None else list(seg.labels),
+            "words": _words(seg, s, e) if seg.kind == "speech" else [],
+            "gain_db": float(np.float32(seg.gain_db + shift_db)),
+            "corpus": clip["corpus"], "clip_id": clip["id"], "license": clip.get("license", ""),
+        })
+    buf = io.BytesIO()
+    sf.write(buf, mix, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+    return RenderedEpisode(flac=buf.getvalue(), duration_s=duration_s, segments=segments)

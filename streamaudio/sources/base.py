@@ -1,0 +1,206 @@
+"""Clip manifests: the typed rows every corpus adapter produces.
+
+An adapter reads one corpus in its published on-disk layout and yields
+either a clip row or a Reject. Rows are streamed into Parquet in batches, so
+a corpus is never held in memory whole.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Protocol
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import soundfile as sf
+
+from ..format import WORD_TYPE
+
+CLIP_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string()),
+        pa.field("corpus", pa.string()),
+        pa.field("kind", pa.string()),  # speech, sound, music, noise, text
+        pa.field("path", pa.string()),  # absolute path; "" for text-only sources
+        pa.field("offset_s", pa.float64()),
+        pa.field("duration_s", pa.float64()),
+        pa.field("sample_rate", pa.int32()),
+        pa.field("language", pa.string()),
+        pa.field("text", pa.string()),
+        pa.field("speaker", pa.string()),
+        pa.field("labels", pa.list_(pa.string())),
+        pa.field("caption", pa.string()),
+        pa.field("license", pa.string()),
+        pa.field("split_group", pa.string()),
+        # clip-time word timings (from TTS or alignment); empty when unknown
+        pa.field("words", pa.list_(WORD_TYPE)),
+        # span of the clip that is above its own noise floor (sound events); -1 when not analysed
+        pa.field("active_start_s", pa.float64()),
+        pa.field("active_end_s", pa.float64()),
+        # the source's own reply for text sources (chat); "" otherwise
+        pa.field("response", pa.string()),
+    ]
+)
+
+REJECT_SCHEMA = pa.schema(
+    [
+        pa.field("stage", pa.string()),  # source, tts, plan, render, label
+        pa.field("source", pa.string()),  # corpus or sub-task
+        pa.field("item", pa.string()),  # clip id, file path or episode id
+        pa.field("reason", pa.string()),
+    ]
+)
+
+
+class LayoutError(ValueError):
+    """A corpus folder does not look like the corpus' published layout."""
+
+
+class ProbeError(ValueError):
+    """An audio file cannot be used; the message is the reject reason."""
+
+
+@dataclass
+class Reject:
+    item: str
+    reason: str
+    stage: str = "source"
+
+
+def clip_row(**kw) -> dict:
+    """A clip row with every column present (defaults for what a corpus lacks)."""
+    row = {
+        "id": "", "corpus": "", "kind": "", "path": "", "offset_s": 0.0, "duration_s": 0.0,
+        "sample_rate": 0, "language": "", "text": "", "speaker": "", "labels": [], "caption": "",
+        "license": "", "split_group": "", "words": [], "active_start_s": -1.0, "active_end_s": -1.0,
+        "response": "",
+    }
+    unknown = set(kw) - set(row)
+    if unknown:
+        raise KeyError(f"unknown clip columns: {sorted(unknown)}")
+    row.update(kw)
+    return row
+
+
+@dataclass
+class AudioInfo:
+    sample_rate: int
+    frames: int
+    channels: int
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.sample_rate
+
+
+def probe_audio(path: Path, tail_s: float = 0.5) -> AudioInfo:
+    """Header check plus a read of the file's last ``tail_s``: catches empty,
+    garbage and truncated files without decoding the whole file."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise ProbeError("audio file missing") from None
+    if size == 0:
+        raise ProbeError("empty audio file (0 bytes)")
+    try:
+        info = sf.info(str(path))
+    except Exception as exc:  # libsndfile raises several types
+        raise ProbeError(f"corrupt audio: cannot read header ({_short(exc)})") from None
+    if info.frames <= 0:
+        raise ProbeError("audio has no samples")
+    want = min(info.frames, max(1, int(tail_s * info.samplerate)))
+    try:
+        with sf.SoundFile(str(path)) as f:
+            f.seek(info.frames - want)
+            got = f.read(want, dtype="float32", always_2d=True)
+    except Exception as exc:
+        raise ProbeError(f"corrupt audio: cannot decode the end of the file ({_short(exc)})") from None
+    if len(got) != want:
+        raise ProbeError(f"truncated audio: header says {info.frames} frames, file ends early")
+    return AudioInfo(info.samplerate, info.frames, info.channels)
+
+
+def _short(exc: Exception) -> str:
+    return " ".join(str(exc).split())[:160]
+
+
+def active_span(path: Path, floor_margin_db: float = 12.0, hop_s: float = 0.01, min_run: int = 3) -> tuple[float, float]:
+    """Start and end (s) of the part of a clip louder than its noise floor + margin.
+
+    The floor is the 10th percentile of 10 ms frame energies: sound-event clips
+    are mostly background, so this estimates the bed, and the event is what
+    stands above it. Returns (-1, -1) when nothing does.
+    """
+    x, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    x = x.mean(axis=1)
+    hop = max(1, int(hop_s * sr))
+    n = len(x) // hop
+    if n < 3:
+        return -1.0, -1.0
+    e = 10 * np.log10(np.mean(x[: n * hop].reshape(n, hop).astype(np.float64) ** 2, axis=1) + 1e-12)
+    floor = np.percentile(e, 10)
+    loud = (e > floor + floor_margin_db).astype(np.int8)
+    # runs of loud frames; a lone loud frame in a noise bed is a fluctuation, not an event
+    edges = np.diff(np.concatenate([[0], loud, [0]]))
+    starts, ends = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]
+    keep = (ends - starts) >= min_run
+    if not keep.any():
+        return -1.0, -1.0
+    return round(starts[keep][0] * hop / sr, 4), round(ends[keep][-1] * hop / sr, 4)
+
+
+class Adapter(Protocol):
+    corpus: str
+    kind: str
+    expected_layout: str
+
+    def check_layout(self, root: Path) -> None: ...
+
+    def scan(self, root: Path, options: dict) -> Iterator[dict | Reject]: ...
+
+
+@dataclass
+class ManifestResult:
+    corpus: str
+    path: Path
+    rejects: list[dict] = field(default_factory=list)
+    used: int = 0
+
+    @property
+    def rejected(self) -> int:
+        return len(self.rejects)
+
+    @property
+    def seen(self) -> int:
+        return self.used + self.rejected
+
+
+def write_manifest(adapter: Adapter, root: Path, out: Path, options: dict | None = None,
+                   batch: int = 512, progress=None, source_name: str | None = None) -> ManifestResult:
+    """Stream an adapter's rows into a Parquet clip manifest (temp name, then rename)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise LayoutError(f"{adapter.corpus}: {root} is not a folder. Expected layout: {adapter.expected_layout}")
+    adapter.check_layout(root)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    res = ManifestResult(corpus=adapter.corpus, path=out)
+    buf: list[dict] = []
+    name = source_name or adapter.corpus
+    with pq.ParquetWriter(tmp, CLIP_SCHEMA, compression="zstd") as w:
+        for item in adapter.scan(root, options or {}):
+            if isinstance(item, Reject):
+                res.rejects.append({"stage": item.stage, "source": name, "item": item.item, "reason": item.reason})
+            else:
+                buf.append(item)
+                res.used += 1
+                if len(buf) >= batch:
+                    w.write_table(pa.Table.from_pylist(buf, CLIP_SCHEMA))
+                    buf = []
+            if progress is not None:
+                progress()
+        if buf:
+            w.write_table(pa.Table.from_pylist(buf, CLIP_SCHEMA))
+    tmp.replace(out)
+    return res

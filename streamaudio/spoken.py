@@ -1,0 +1,105 @@
+"""Text sources to speech: spoken-form rewriting, then TTS with word timings.
+
+The rewriter is the offline, rule-based writer: it strips what nobody says
+aloud (markdown, code, URLs, list markers) and expands numbers and symbols.
+Output rows are ordinary speech clips whose ``words`` come from the TTS
+engine itself, so they need no alignment.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+from num2words import num2words
+
+from .format import SAMPLE_RATE
+from .tts import TTSError, Voice, synthesize
+
+WRITER_TAG = "rules-v1"
+
+
+class SpokenFormError(ValueError):
+    pass
+
+
+_SYMBOLS = {"%": " percent", "&": " and ", "+": " plus ", "=": " equals ", "@": " at ", "#": " number ",
+            "°": " degrees", "/": " slash "}
+
+
+def _number(m: re.Match) -> str:
+    raw = m.group(0).replace(",", "")
+    try:
+        if "." in raw:
+            return " " + num2words(float(raw)) + " "
+        n = int(raw)
+        if 1100 <= n <= 2099 and m.group(0).isdigit() and len(m.group(0)) == 4:
+            return " " + num2words(n, to="year") + " "
+        return " " + num2words(n) + " "
+    except (ValueError, OverflowError):
+        return " " + raw + " "
+
+
+def to_spoken_form(text: str, max_words: int = 60) -> str:
+    """Rewrite written text into something a person would say."""
+    t = re.sub(r"```.*?```", " ", text, flags=re.S)  # code blocks are not spoken
+    t = re.sub(r"`([^`]*)`", r"\1", t)  # inline code: say it
+    t = re.sub(r"https?://\S+|www\.\S+", " a link ", t)
+    t = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", t)  # markdown links: keep the anchor text
+    t = re.sub(r"^\s*(#+|[-*+]|\d+[.)])\s+", " ", t, flags=re.M)  # headings and list markers
+    t = re.sub(r"[*_~]{1,3}", "", t)  # emphasis
+    t = re.sub(r"\$(\d[\d,]*(?:\.\d+)?)", lambda m: m.group(1) + " dollars", t)
+    t = re.sub(r"\d[\d,]*(?:\.\d+)?", lambda m: _number(m) if re.fullmatch(r"\d{1,3}(,\d{3})*(\.\d+)?|\d+(\.\d+)?", m.group(0)) else m.group(0), t)
+    for sym, word in _SYMBOLS.items():
+        t = t.replace(sym, word)
+    t = re.sub(r"[()\[\]{}<>|\\^\"]", " ", t)
+    t = re.sub(r"\s+([?.!,;:])", r"\1", t)
+    t = " ".join(t.split())
+    if not re.search(r"[A-Za-z]", t):
+        raise SpokenFormError("nothing speakable left after spoken-form rewriting")
+    n = len(t.split())
+    if n > max_words:
+        raise SpokenFormError(f"too long to speak as one turn ({n} words > {max_words})")
+    return t
+
+
+def pick_voice(voices: list[Voice], group: str) -> Voice:
+    """One voice per source group (a conversation, a speaker), stable across builds."""
+    h = int.from_bytes(hashlib.sha256(group.encode()).digest()[:4], "little")
+    return voices[h % len(voices)]
+
+
+def speak_row(row: dict, voice: Voice, cache_dir: Path, max_words: int = 60) -> dict:
+    """A text row -> a speech clip row (audio cached by content hash). Raises on failure."""
+    spoken = to_spoken_form(row["text"], max_words=max_words)
+    key = hashlib.sha256(f"espeak-ng|{voice.tag}|{SAMPLE_RATE}|{spoken}".encode()).hexdigest()
+    path = cache_dir / key[:2] / f"{key}.flac"
+    words_path = path.with_suffix(".words.tsv")
+    if path.exists() and words_path.exists():
+        info = sf.info(str(path))
+        frames, words = info.frames, _read_words(words_path)
+    else:
+        speech = synthesize(spoken, voice)
+        x = soxr.resample(speech.samples, speech.sample_rate, SAMPLE_RATE).astype(np.float32)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        sf.write(str(tmp), x, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+        frames = len(x)
+        words = [{"text": w, "start_s": round(s, 4), "end_s": round(min(e, frames / SAMPLE_RATE), 4)} for w, s, e in speech.words]
+        words_path.write_text("".join(f"{w['text']}\t{w['start_s']}\t{w['end_s']}\n" for w in words))
+        tmp.replace(path)
+    if not words:
+        raise TTSError("the engine reported no words")
+    return {**row, "kind": "speech", "path": str(path), "offset_s": 0.0, "duration_s": frames / SAMPLE_RATE,
+            "sample_rate": SAMPLE_RATE, "text": spoken, "speaker": voice.tag, "words": words}
+
+
+def _read_words(path: Path) -> list[dict]:
+    out = []
+    for line in path.read_text().splitlines():
+        w, s, e = line.split("\t")
+        out.append({"text": w, "start_s": float(s), "end_s": float(e)})
+    return out

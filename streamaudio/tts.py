@@ -1,0 +1,191 @@
+"""Text to speech. The default backend drives libespeak-ng through ctypes.
+
+Why ctypes and not the `espeak-ng` command: the library reports a WORD event
+with the exact sample index at which each word starts, so synthesized speech
+comes with real word timings and never needs a separate alignment pass.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+ESPEAK_VERSION_TAG = "espeak-ng"
+
+# espeak_AUDIO_OUTPUT / espeak_PARAMETER / espeak_EVENT_TYPE values (speak_lib.h)
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_RATE, _VOLUME, _PITCH, _RANGE = 1, 2, 3, 4
+_POS_CHARACTER = 1
+_CHARS_UTF8 = 1
+_EV_LIST_TERMINATED, _EV_WORD, _EV_END = 0, 1, 5
+
+
+class _Event(ctypes.Structure):
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", ctypes.c_char * 8),
+    ]
+
+
+_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
+
+
+class TTSError(RuntimeError):
+    """Synthesis failed or the engine is not available."""
+
+
+@dataclass(frozen=True)
+class Voice:
+    """An espeak-ng speaker: voice name (language[+variant]), words per minute, pitch 0-99."""
+
+    name: str = "en-us"
+    rate: int = 160
+    pitch: int = 50
+
+    @property
+    def tag(self) -> str:
+        return f"{self.name}@{self.rate}wpm/p{self.pitch}"
+
+
+@dataclass
+class Speech:
+    samples: np.ndarray  # float32 mono
+    sample_rate: int
+    words: list[tuple[str, float, float]]  # (token, start_s, end_s), clip time
+
+
+class _Espeak:
+    """One libespeak-ng per process; the library is not re-entrant, hence the lock."""
+
+    def __init__(self) -> None:
+        path = ctypes.util.find_library("espeak-ng") or "libespeak-ng.so.1"
+        try:
+            self.lib = ctypes.CDLL(path)
+        except OSError as exc:  # pragma: no cover - depends on the machine
+            raise TTSError(
+                "libespeak-ng is not installed; run `make setup` (apt-get install espeak-ng)"
+            ) from exc
+        self.lock = threading.Lock()
+        self.sample_rate = self.lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, None, 0)
+        if self.sample_rate <= 0:
+            raise TTSError("espeak_Initialize failed")
+        self._pcm: list[bytes] = []
+        self._events: list[tuple[int, int, int]] = []
+        self._cb = _CALLBACK(self._on_audio)  # keep a reference: ctypes does not
+        self.lib.espeak_SetSynthCallback(self._cb)
+        self.lib.espeak_Synth.argtypes = [
+            ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
+            ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
+        ]
+        self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+
+    def _on_audio(self, wav, n, events) -> int:
+        if n > 0 and wav:
+            self._pcm.append(ctypes.string_at(wav, n * 2))
+        i = 0
+        while True:
+            ev = events[i]
+            if ev.type == _EV_LIST_TERMINATED:
+                break
+            if ev.type == _EV_WORD:
+                self._events.append((ev.text_position, ev.length, ev.sample))
+            i += 1
+        return 0
+
+    def synth(self, text: str, voice: Voice) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+        with self.lock:
+            self._pcm, self._events = [], []
+            if self.lib.espeak_SetVoiceByName(voice.name.encode()) != 0:
+                raise TTSError(f"espeak-ng has no voice {voice.name!r}")
+            self.lib.espeak_SetParameter(_RATE, int(voice.rate), 0)
+            self.lib.espeak_SetParameter(_PITCH, int(voice.pitch), 0)
+            data = text.encode("utf-8")
+            buf = ctypes.create_string_buffer(data)
+            rc = self.lib.espeak_Synth(buf, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
+            if rc != 0:
+                raise TTSError(f"espeak_Synth returned {rc}")
+            self.lib.espeak_Synchronize()
+            pcm = np.frombuffer(b"".join(self._pcm), dtype="<i2").astype(np.float32) / 32768.0
+            return pcm, list(self._events)
+
+
+_ENGINE: _Espeak | None = None
+
+
+def _engine() -> _Espeak:
+    global _ENGINE
+    if _ENGINE is None:
+        _ENGINE = _Espeak()
+    return _ENGINE
+
+
+def _tokens(text: str) -> list[tuple[int, str]]:
+    """Whitespace tokens with their 1-based character position (espeak's text_position)."""
+    out, pos = [], 0
+    for tok in text.split():
+        pos = text.index(tok, pos)
+        out.append((pos + 1, tok))
+        pos += len(tok)
+    return out
+
+
+def _active_end(samples: np.ndarray, lo: int, hi: int, sr: int, floor_db: float = -45.0) -> int:
+    """Last sample in [lo, hi) of a 10 ms frame louder than floor_db (trailing pause trimmed)."""
+    hop = sr // 100
+    seg = samples[lo:hi]
+    n = len(seg) // hop
+    if n == 0:
+        return hi
+    frames = seg[: n * hop].reshape(n, hop)
+    rms_db = 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
+    loud = np.nonzero(rms_db > floor_db)[0]
+    if len(loud) == 0:
+        return min(hi, lo + hop)
+    return lo + int(loud[-1] + 1) * hop
+
+
+def synthesize(text: str, voice: Voice = Voice()) -> Speech:
+    """Speak ``text``; return audio and one (token, start_s, end_s) per whitespace token.
+
+    espeak-ng emits WORD events at the sample where each word begins; a token
+    that expands to several spoken words ("42") gets several events and starts
+    at the first. A word ends where its audio falls silent before the next
+    word starts. Tokens espeak does not voice (punctuation alone) are dropped.
+    """
+    text = " ".join(text.split())
+    if not text:
+        raise TTSError("empty text")
+    eng = _engine()
+    pcm, events = eng.synth(text, voice)
+    sr = eng.sample_rate
+    if len(pcm) == 0:
+        raise TTSError("espeak-ng produced no audio")
+    toks = _tokens(text)
+    starts: dict[int, int] = {}
+    for text_pos, _length, sample in events:
+        # the token that contains this character position
+        owner = None
+        for i, (p, tok) in enumerate(toks):
+            if p <= text_pos < p + len(tok):
+                owner = i
+                break
+        if owner is not None and owner not in starts:
+            starts[owner] = sample
+    idx = sorted(starts)
+    words: list[tuple[str, float, float]] = []
+    for j, i in enumerate(idx):
+        lo = starts[i]
+        hi = starts[idx[j + 1]] if j + 1 < len(idx) else len(pcm)
+        hi = max(hi, lo + 1)
+        end = _active_end(pcm, lo, hi, sr)
+        words.append((toks[i][1], lo / sr, end / sr))
+    return Speech(samples=pcm, sample_rate=sr, words=words)
