@@ -47,8 +47,8 @@ def to_spoken_form(text: str, max_words: int = 60) -> str:
     """Rewrite written text into something a person would say."""
     t = re.sub(r"```.*?```", " ", text, flags=re.S)  # code blocks are not spoken
     t = re.sub(r"`([^`]*)`", r"\1", t)  # inline code: say it
-    t = re.sub(r"https?://\S+|www\.\S+", " a link ", t)
     t = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", t)  # markdown links: keep the anchor text
+    t = re.sub(r"https?://\S+|www\.\S+", " a link ", t)
     t = re.sub(r"^\s*(#+|[-*+]|\d+[.)])\s+", " ", t, flags=re.M)  # headings and list markers
     t = re.sub(r"[*_~]{1,3}", "", t)  # emphasis
     t = re.sub(r"\$(\d[\d,]*(?:\.\d+)?)", lambda m: m.group(1) + " dollars", t)

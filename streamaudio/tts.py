@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
+import pickle
 import threading
 from dataclasses import dataclass
 
@@ -75,6 +77,7 @@ class _Espeak:
                 "libespeak-ng is not installed; run `make setup` (apt-get install espeak-ng)"
             ) from exc
         self.lock = threading.Lock()
+        self.libc = ctypes.CDLL(None)
         self.sample_rate = self.lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, None, 0)
         if self.sample_rate <= 0:
             raise TTSError("espeak_Initialize failed")
@@ -101,21 +104,60 @@ class _Espeak:
             i += 1
         return 0
 
+    def _synth_here(self, text: str, voice: Voice) -> tuple[bytes, list[tuple[int, int, int]]]:
+        self._pcm, self._events = [], []
+        if self.lib.espeak_SetVoiceByName(voice.name.encode()) != 0:
+            raise TTSError(f"espeak-ng has no voice {voice.name!r}")
+        self.lib.espeak_SetParameter(_RATE, int(voice.rate), 0)
+        self.lib.espeak_SetParameter(_PITCH, int(voice.pitch), 0)
+        data = text.encode("utf-8")
+        buf = ctypes.create_string_buffer(data)
+        rc = self.lib.espeak_Synth(buf, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
+        if rc != 0:
+            raise TTSError(f"espeak_Synth returned {rc}")
+        self.lib.espeak_Synchronize()
+        return b"".join(self._pcm), list(self._events)
+
     def synth(self, text: str, voice: Voice) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+        """Synthesize in a forked child of a never-used engine.
+
+        libespeak-ng keeps synthesis state between calls (pitch flutter position,
+        filter memories, libc rand()), so the same text and voice sound slightly
+        different depending on what was spoken before. A build must be identical
+        on any number of workers, so every utterance starts from the same
+        pristine state: this process initialises the engine but never speaks;
+        each utterance is spoken by a fork of it, which exits afterwards.
+        """
         with self.lock:
-            self._pcm, self._events = [], []
-            if self.lib.espeak_SetVoiceByName(voice.name.encode()) != 0:
-                raise TTSError(f"espeak-ng has no voice {voice.name!r}")
-            self.lib.espeak_SetParameter(_RATE, int(voice.rate), 0)
-            self.lib.espeak_SetParameter(_PITCH, int(voice.pitch), 0)
-            data = text.encode("utf-8")
-            buf = ctypes.create_string_buffer(data)
-            rc = self.lib.espeak_Synth(buf, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
-            if rc != 0:
-                raise TTSError(f"espeak_Synth returned {rc}")
-            self.lib.espeak_Synchronize()
-            pcm = np.frombuffer(b"".join(self._pcm), dtype="<i2").astype(np.float32) / 32768.0
-            return pcm, list(self._events)
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # child: speak once, send the result, leave without cleanup handlers
+                code = 0
+                try:
+                    os.close(r)
+                    self.libc.srand(0x5EED)
+                    try:
+                        result = ("ok", self._synth_here(text, voice))
+                    except TTSError as exc:
+                        result = ("error", str(exc))
+                    payload = pickle.dumps(result)
+                    with os.fdopen(w, "wb") as f:
+                        f.write(payload)
+                except BaseException:
+                    code = 1
+                finally:
+                    os._exit(code)
+            os.close(w)
+            with os.fdopen(r, "rb") as f:
+                payload = f.read()
+            _, status = os.waitpid(pid, 0)
+        if not payload:
+            raise TTSError(f"espeak-ng child process failed (status {status})")
+        kind, value = pickle.loads(payload)
+        if kind == "error":
+            raise TTSError(value)
+        pcm, events = value
+        return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0, events
 
 
 _ENGINE: _Espeak | None = None

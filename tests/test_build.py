@@ -1,0 +1,159 @@
+import hashlib
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+import yaml
+
+from conftest import demo_catalog, run_build
+from streamaudio.build import assign_splits
+from streamaudio.catalog import CatalogError, load_catalog
+from streamaudio.validate import validate
+
+SUBTASKS = ["asr_utterance", "chat_single_turn", "proactive_household"]
+
+
+def shard_hashes(out: Path) -> dict:
+    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((out / "data").rglob("*.parquet"))}
+
+
+def test_one_and_two_workers_give_identical_shards(built):
+    a, b = shard_hashes(built["one"]), shard_hashes(built["two"])
+    assert a and a == b
+    assert (built["one"] / "rejects.parquet").read_bytes() == (built["two"] / "rejects.parquet").read_bytes()
+
+
+def test_layout_splits_and_card(built):
+    out = built["one"]
+    for st in SUBTASKS:
+        names = {p.name.split("-")[0] for p in (out / "data" / st).glob("*.parquet")}
+        assert names == {"train", "validation", "test"}
+    b = json.loads((out / "build.json").read_text())
+    assert b["episodes"]["written"] == 30 and b["episodes"]["rejected"] == 0
+    assert set(b["subtasks"]) == set(SUBTASKS)
+    assert validate(out).ok
+
+
+def test_load_dataset_with_audio_feature(built):
+    import datasets
+
+    for st in SUBTASKS:
+        dd = datasets.load_dataset(str(built["one"]), name=st)
+        assert set(dd) == {"train", "validation", "test"}
+        ds = dd["train"]
+        assert isinstance(ds.features["audio"], datasets.Audio) and ds.features["audio"].sampling_rate == 16000
+        ds = ds.cast_column("audio", datasets.Audio(decode=False))
+        row = ds[0]
+        x, sr = sf.read(io.BytesIO(row["audio"]["bytes"]))
+        assert sr == 16000 and len(x) == round(row["duration_s"] * 16000)
+        assert row["subtask"] == st and len(row["chunk_labels"]) == round(row["duration_s"] / 0.4)
+
+
+def test_accounting_and_rejects(built, fixture_root):
+    out = built["one"]
+    b = json.loads((out / "build.json").read_text())
+    truth = json.loads((fixture_root / "_truth" / "faults.json").read_text())
+    rejects = pq.read_table(out / "rejects.parquet").to_pylist()
+    names = {"librispeech": "librispeech", "audioset": "audioset", "musan_noise": "musan", "ultrachat": "ultrachat"}
+    for name, corpus in names.items():
+        src = b["inputs"][name]
+        assert src["seen"] == src["used"] + src["rejected"]
+        assert src["seen"] == truth[corpus]["good"] + len(truth[corpus]["rejects"])
+        mine = [r for r in rejects if r["source"] == name]
+        assert len(mine) == src["rejected"]
+        assert {r["item"].split(":", 1)[1] for r in mine} == set(truth[corpus]["rejects"])
+        assert all(r["stage"] and r["reason"] for r in mine)
+        assert 0 < src["drawn"] <= src["used"]
+    assert b["rejects"]["total"] == len(rejects)
+
+
+def test_resume_reuses_finished_shards(built, tmp_path):
+    out = tmp_path / "resumed"
+    shutil.copytree(built["one"], out)
+    shutil.copytree(built["one"].with_name("one.work"), out.with_name("resumed.work"))
+    # the work summaries name the old paths; a resumed run in a new folder must not trust them
+    b = run_build(built["catalog"], out, num_cpus=1)
+    assert shard_hashes(out) == shard_hashes(built["one"])
+    b2 = run_build(built["catalog"], out, num_cpus=1)
+    assert b2["run"]["shards_reused"] == b2["run"]["shards"] > 0
+    assert shard_hashes(out) == shard_hashes(built["one"])
+    # a damaged shard is rebuilt, not trusted
+    victim = sorted((out / "data").rglob("*.parquet"))[0]
+    victim.write_bytes(b"broken")
+    b3 = run_build(built["catalog"], out, num_cpus=1)
+    assert b3["run"]["shards_reused"] == b3["run"]["shards"] - 1
+    assert shard_hashes(out) == shard_hashes(built["one"])
+
+
+def _rewrite(shard: Path, change) -> None:
+    t = pq.read_table(shard)
+    rows = t.to_pylist()
+    change(rows[0])
+    pq.write_table(pa.Table.from_pylist(rows, schema=t.schema), shard)
+
+
+@pytest.mark.parametrize("what,change,needle", [
+    ("label", lambda r: r["chunk_labels"].__setitem__(0, 1 - r["chunk_labels"][0]), "chunk_labels disagree"),
+    ("audio", lambda r: r["audio"].__setitem__("bytes", r["audio"]["bytes"][: len(r["audio"]["bytes"]) // 2]), "audio"),
+    ("turn", lambda r: r["turns"][0].__setitem__("chunk", r["turns"][0]["chunk"] + 1), "chunk rule"),
+    ("duration", lambda r: r.__setitem__("duration_s", r["duration_s"] + 0.1), "whole number of chunks"),
+])
+def test_validate_catches_a_hand_corrupted_shard(built, tmp_path, what, change, needle):
+    out = tmp_path / what
+    shutil.copytree(built["one"], out)
+    shard = sorted((out / "data" / "asr_utterance").glob("train-*.parquet"))[0]
+    _rewrite(shard, change)
+    rep = validate(out)
+    assert not rep.ok and any(needle in p for p in rep.problems), rep.problems
+    cli = subprocess.run([sys.executable, "-m", "streamaudio", "validate", str(out)], capture_output=True, text=True)
+    assert cli.returncode == 1 and needle in cli.stderr
+
+
+def test_validate_accepts_the_build_via_cli(built):
+    cli = subprocess.run([sys.executable, "-m", "streamaudio", "validate", str(built["two"])], capture_output=True, text=True)
+    assert cli.returncode == 0, cli.stderr
+
+
+def test_catalog_errors_are_readable(tmp_path, fixture_root):
+    cat = yaml.safe_load(demo_catalog(tmp_path, fixture_root).read_text())
+    cat["subtasks"]["asr_utterance"]["cuont"] = 3
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cat))
+    with pytest.raises(CatalogError, match="cuont"):
+        load_catalog(tmp_path / "bad.yaml")
+    cat = yaml.safe_load(demo_catalog(tmp_path, fixture_root).read_text())
+    cat["subtasks"]["asr_utterance"]["pools"]["speech"] = "nope"
+    (tmp_path / "bad2.yaml").write_text(yaml.safe_dump(cat))
+    with pytest.raises(CatalogError, match="unknown source 'nope'"):
+        load_catalog(tmp_path / "bad2.yaml")
+
+
+def test_build_fails_fast_on_a_wrong_layout(tmp_path, fixture_root):
+    cat = yaml.safe_load(demo_catalog(tmp_path, fixture_root).read_text())
+    cat["sources"]["librispeech"]["root"] = str(fixture_root / "musan")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cat))
+    cli = subprocess.run([sys.executable, "-m", "streamaudio", "build", "--catalog", str(tmp_path / "c.yaml"),
+                          "--out", str(tmp_path / "o"), "--no-progress"], capture_output=True, text=True)
+    assert cli.returncode == 2 and "Expected layout" in cli.stderr
+
+
+def test_split_counts_and_group_splits():
+    from streamaudio.catalog import Catalog
+
+    cat = Catalog(name="x", seed=0, chunk_s=0.4, splits={"train": 0.8, "validation": 0.1, "test": 0.1}, sources={},
+                  subtasks={}, recipe_dirs=(), path=Path("."), fingerprint="")
+    assert cat.split_counts(10) == {"train": 8, "validation": 1, "test": 1}
+    assert cat.split_counts(3) == {"train": 1, "validation": 1, "test": 1}
+    assert sum(cat.split_counts(1001).values()) == 1001
+    groups = [f"spk{i % 13}" for i in range(200)]
+    a = assign_splits(groups, cat.splits)
+    assert set(a.values()) == {"train", "validation", "test"} and len(a) == 13
+    assert assign_splits(list(reversed(groups)), cat.splits) == a  # order-free
+    bigger = assign_splits(groups + ["spk99"], cat.splits)
+    assert sum(bigger[g] != a[g] for g in a) <= 2  # adding a group barely moves the others

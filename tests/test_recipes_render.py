@@ -1,0 +1,171 @@
+import io
+import textwrap
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+
+from streamaudio.fixtures import load_voices
+from streamaudio.format import SAMPLE_RATE
+from streamaudio.label import episode_violations, label_turns
+from streamaudio.plan import (EpisodePlan, PlanContext, Pool, RecipeError, SegmentPlan, TurnPlan, episode_seed,
+                              load_recipes)
+from streamaudio.render import active_level_db, render
+from streamaudio.sources import get_adapter, write_manifest
+from streamaudio.spoken import pick_voice, speak_row
+
+
+@pytest.fixture(scope="module")
+def pools(fixture_root, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pools")
+    out = {}
+    for name, corpus, sub in [("speech", "librispeech", ""), ("sound", "audioset", ""), ("noise", "musan", ""),
+                              ("text", "ultrachat", "ultrachat")]:
+        res = write_manifest(get_adapter(corpus), fixture_root / sub, tmp / f"{name}.parquet")
+        out[name] = pq.read_table(res.path).to_pylist()
+    voices = load_voices()
+    out["spoken"] = [speak_row(r, pick_voice(voices, r["split_group"]), tmp / "tts") for r in out["text"][:8]]
+    return out
+
+
+def plan_for(recipe, pools, eid, seed=7):
+    mapping = {"asr_utterance": {"speech": "speech", "noise": "noise"},
+               "proactive_household": {"events": "sound", "noise": "noise"},
+               "chat_single_turn": {"speech": "spoken", "noise": "noise"}}[recipe.subtask]
+    ctx = PlanContext(episode_id=eid, subtask=recipe.subtask, split="train",
+                      rng=np.random.default_rng(episode_seed(seed, eid)),
+                      pools={p: Pool(p, pools[s]) for p, s in mapping.items()}, tables=recipe.load_tables())
+    return recipe.plan(ctx)
+
+
+def to_row(recipe, plan):
+    r = render(plan)
+    turns, labels = label_turns(plan.turns, r.duration_s)
+    row = {"subtask": recipe.subtask, "ability": recipe.ability, "split": "train", "sample_rate": 16000,
+           "chunk_s": 0.4, "duration_s": r.duration_s, "segments": r.segments, "turns": turns, "chunk_labels": labels}
+    return r, row
+
+
+def test_registry_has_the_three_recipes():
+    recipes = load_recipes()
+    assert {"asr_utterance", "proactive_household", "chat_single_turn"} <= set(recipes)
+    assert recipes["proactive_household"].ability == "proactive_response"
+
+
+@pytest.mark.parametrize("subtask", ["asr_utterance", "proactive_household", "chat_single_turn"])
+def test_planning_is_pure_and_episodes_keep_the_rules(subtask, pools):
+    recipe = load_recipes()[subtask]
+    for i in range(12):
+        eid = f"{subtask}-train-{i:06d}"
+        a, b = plan_for(recipe, pools, eid), plan_for(recipe, pools, eid)
+        assert repr(a) == repr(b)
+        rendered, row = to_row(recipe, a)
+        assert episode_violations(row) == []
+        x, sr = sf.read(io.BytesIO(rendered.flac))
+        assert sr == SAMPLE_RATE and len(x) == round(rendered.duration_s * SAMPLE_RATE)
+    assert repr(plan_for(recipe, pools, "e1")) != repr(plan_for(recipe, pools, "e2"))
+
+
+def test_asr_utterance_replies_are_the_transcripts_in_order(pools):
+    recipe = load_recipes()["asr_utterance"]
+    plan = plan_for(recipe, pools, "asr-1")
+    speech = [s for s in plan.segments if s.kind == "speech"]
+    assert 3 <= len(speech) <= 8
+    assert [t.text for t in plan.turns] == [s.clip["text"] for s in speech]
+    for s, t in zip(speech, plan.turns):
+        assert abs(t.trigger_s - (s.start_s + s.clip["duration_s"])) < 1e-9  # no word timings yet: end of file
+
+
+def test_proactive_household_follows_the_policy_table(pools):
+    recipe = load_recipes()["proactive_household"]
+    policy = recipe.load_tables()["policy"]["labels"]
+    kinds = set()
+    for i in range(20):
+        plan = plan_for(recipe, pools, f"ph-{i}")
+        events = [s for s in plan.segments if s.role == "environment"]
+        assert len(events) == len(plan.turns)
+        assert any(t.kind == "respond" for t in plan.turns)
+        for seg, turn in zip(events, plan.turns):
+            actions = {policy[l]["action"] for l in seg.clip["labels"] if l in policy}
+            want = "respond" if "respond" in actions else "stay_silent"
+            assert turn.kind == want
+            event_end = seg.start_s + seg.clip["active_end_s"] - seg.clip_start_s
+            assert 0.3 - 1e-9 <= turn.trigger_s - event_end <= 1.0 + 1e-9
+            if turn.kind == "respond":
+                replies = [r for l in seg.clip["labels"] if l in policy for r in policy[l].get("replies", [])]
+                assert turn.text in replies
+            kinds.add(turn.kind)
+    assert kinds == {"respond", "stay_silent"}
+
+
+def test_chat_single_turn_triggers_at_the_last_word(pools):
+    recipe = load_recipes()["chat_single_turn"]
+    plan = plan_for(recipe, pools, "chat-1")
+    q = next(s for s in plan.segments if s.kind == "speech")
+    (turn,) = plan.turns
+    assert turn.text == q.clip["response"]
+    assert abs(turn.trigger_s - (q.start_s + q.clip["words"][-1]["end_s"])) < 1e-9
+    assert turn.trigger_s < q.start_s + q.clip["duration_s"]
+
+
+def test_user_recipe_folder(tmp_path):
+    (tmp_path / "instr_text_prompt.py").write_text(textwrap.dedent('''
+        from streamaudio.plan import EpisodePlan, Recipe
+        RECIPE = Recipe(subtask="instr_text_prompt", ability="instruction_following", version="0",
+                        pools={}, plan=lambda ctx: EpisodePlan(segments=[], turns=[]))
+    '''))
+    assert "instr_text_prompt" in load_recipes((tmp_path,))
+    dup = tmp_path / "dup"
+    dup.mkdir()
+    (dup / "x.py").write_text((tmp_path / "instr_text_prompt.py").read_text())
+    with pytest.raises(RecipeError, match="already defined"):
+        load_recipes((tmp_path, dup))
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "y.py").write_text((tmp_path / "instr_text_prompt.py").read_text().replace("instruction_following", "voice_chatting"))
+    with pytest.raises(RecipeError, match="belongs to ability"):
+        load_recipes((bad,))
+
+
+def _beep_clip(tmp_path, sr, at_s=0.5, dur_s=2.0, name="beep"):
+    x = np.zeros(int(dur_s * sr), np.float32)
+    n = int(0.2 * sr)
+    x[int(at_s * sr):int(at_s * sr) + n] = 0.5 * np.sin(2 * np.pi * 1000 * np.arange(n) / sr)
+    path = tmp_path / f"{name}-{sr}.wav"
+    sf.write(path, x, sr)
+    return {"id": f"t:{name}{sr}", "corpus": "t", "path": str(path), "offset_s": 0.0, "duration_s": dur_s,
+            "sample_rate": sr, "text": "", "labels": [], "license": "", "words": []}
+
+
+@pytest.mark.parametrize("sr", [16000, 44100, 48000])
+def test_render_places_clips_where_planned(tmp_path, sr):
+    clip = _beep_clip(tmp_path, sr)
+    plan = EpisodePlan(segments=[SegmentPlan(clip=clip, start_s=1.3, kind="sound", role="environment")],
+                       turns=[TurnPlan(trigger_s=2.0, kind="respond", text="beep")])
+    r = render(plan)
+    x, _ = sf.read(io.BytesIO(r.flac))
+    onset = np.argmax(np.abs(x) > 0.05) / SAMPLE_RATE
+    assert abs(onset - 1.8) < 0.005
+    assert r.duration_s == 3.6  # 1.3 + 2.0 = 3.3 s of audio, rounded up to whole chunks
+    assert r.segments[0]["start_s"] == 1.3 and abs(r.segments[0]["end_s"] - 3.3) < 1e-3
+
+
+def test_gain_and_background_loop(tmp_path):
+    loud, quiet = _beep_clip(tmp_path, 16000, name="a"), _beep_clip(tmp_path, 16000, at_s=0.1, dur_s=0.5, name="b")
+    noise = tmp_path / "noise.wav"
+    sf.write(noise, (np.random.default_rng(0).standard_normal(8000) * 0.1).astype(np.float32), 16000)
+    bed = {"id": "t:bed", "corpus": "t", "path": str(noise), "offset_s": 0.0, "duration_s": 0.5,
+           "sample_rate": 16000, "labels": [], "words": [], "license": ""}
+    plan = EpisodePlan(segments=[
+        SegmentPlan(clip=bed, start_s=0.0, kind="noise", role="background", gain_db=-30, loop_to_end=True),
+        SegmentPlan(clip=loud, start_s=0.0, kind="sound", role="environment", gain_db=0),
+        SegmentPlan(clip=quiet, start_s=4.0, kind="sound", role="environment", gain_db=-12)], turns=[])
+    r = render(plan)
+    x, _ = sf.read(io.BytesIO(r.flac), dtype="float32")
+    a = active_level_db(x[int(0.5 * 16000):int(0.7 * 16000)])
+    b = active_level_db(x[int(4.1 * 16000):int(4.3 * 16000)])
+    assert abs((a - b) - 12) < 1.0
+    assert r.segments[0]["end_s"] == r.duration_s  # the bed covers the whole episode
+    tail = x[-1600:]
+    assert 10 * np.log10(np.mean(tail ** 2)) > -60  # ... including its last chunk, looped from 0.5 s of noise

@@ -1,0 +1,80 @@
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from streamaudio.sources import LayoutError, get_adapter, write_manifest
+
+REASONS = {"corrupt": ("corrupt", "truncated"), "empty": ("empty",), "no transcript": ("no transcript",),
+           "not UTF-8": ("UTF-8",), "missing": ("missing",), "not JSON": ("not JSON",),
+           "no assistant": ("no assistant",)}
+
+
+def scan(corpus, root, tmp_path, **options):
+    return write_manifest(get_adapter(corpus), root, tmp_path / f"{corpus}.parquet", options)
+
+
+@pytest.mark.parametrize("corpus,sub", [("librispeech", ""), ("audioset", ""), ("musan", ""), ("ultrachat", "ultrachat")])
+def test_every_input_is_used_or_rejected_with_its_reason(corpus, sub, fixture_root, tmp_path):
+    truth = json.loads((fixture_root / "_truth" / "faults.json").read_text())[corpus]
+    res = scan(corpus, fixture_root / sub, tmp_path)
+    rows = pq.read_table(res.path).to_pylist()
+    assert len(rows) == res.used == truth["good"]
+    assert res.seen == res.used + res.rejected == truth["good"] + len(truth["rejects"])
+    got = {r["item"].split(":", 1)[1]: r["reason"] for r in res.rejects}
+    assert set(got) == set(truth["rejects"])
+    for item, kind in truth["rejects"].items():
+        assert any(w in got[item] for w in REASONS[kind]), (item, got[item])
+    assert all(r["stage"] == "source" for r in res.rejects)
+    assert len({r["id"] for r in rows}) == len(rows)
+
+
+def test_librispeech_rows(fixture_root, tmp_path):
+    rows = pq.read_table(scan("librispeech", fixture_root, tmp_path).path).to_pylist()
+    r = rows[0]
+    assert r["corpus"] == "librispeech" and r["language"] == "en" and r["sample_rate"] == 16000
+    assert r["text"].isupper() and r["split_group"] == f"librispeech:{r['speaker']}"
+    assert Path(r["path"]).is_file() and 1.0 < r["duration_s"] < 15
+
+
+def test_audioset_active_span_finds_the_event(fixture_root, tmp_path):
+    rows = {r["id"]: r for r in pq.read_table(scan("audioset", fixture_root, tmp_path).path).to_pylist()}
+    truth = [json.loads(l) for l in (fixture_root / "_truth" / "audioset_events.jsonl").read_text().splitlines()]
+    for ev in truth:
+        r = rows[f"audioset:{ev['id']}"]
+        assert ev["label"] in r["labels"]
+        assert abs(r["active_start_s"] - ev["onset_s"]) <= 0.03, (ev, r["active_start_s"])
+        # decaying tails (music, bells) fall under the floor early; an end is never late
+        assert ev["offset_s"] - 0.5 <= r["active_end_s"] <= ev["offset_s"] + 0.03, (ev, r["active_end_s"])
+
+
+def test_wrong_layout_fails_fast_naming_the_expected_layout(fixture_root, tmp_path):
+    for corpus, root in [("librispeech", fixture_root / "AudioSet"), ("audioset", fixture_root / "LibriSpeech"),
+                         ("musan", fixture_root / "ultrachat"), ("ultrachat", fixture_root / "musan")]:
+        with pytest.raises(LayoutError) as exc:
+            scan(corpus, root, tmp_path)
+        assert "Expected layout" in str(exc.value) and corpus in str(exc.value)
+    with pytest.raises(LayoutError):
+        scan("librispeech", tmp_path / "does-not-exist", tmp_path)
+    with pytest.raises(LayoutError, match="test-other"):
+        scan("librispeech", fixture_root, tmp_path, subsets=["test-other"])
+
+
+def test_ultrachat_original_release_shape(tmp_path):
+    d = tmp_path / "uc"
+    d.mkdir()
+    (d / "train_0.jsonl").write_text(
+        json.dumps({"id": "7", "data": ["How are you?", "Fine, thanks."]}) + "\n"
+        + json.dumps({"id": "8", "data": ["Only a question"]}) + "\n" + "[1, 2]\n"
+    )
+    res = scan("ultrachat", d, tmp_path)
+    rows = pq.read_table(res.path).to_pylist()
+    assert [(r["id"], r["text"], r["response"]) for r in rows] == [("ultrachat:7", "How are you?", "Fine, thanks.")]
+    assert sorted(r["reason"] for r in res.rejects) == ["line is not a JSON object", "no assistant reply"]
+
+
+def test_manifest_write_is_atomic(fixture_root, tmp_path):
+    res = scan("musan", fixture_root, tmp_path)
+    assert res.path.exists() and not list(tmp_path.glob("*.tmp"))
