@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,35 @@ from .plan import PlanContext, Pool, episode_seed, load_recipes
 from .render import render
 
 ROW_GROUP_EPISODES = 32  # ~tens of MB per row group: readers can stream a shard
+# FLAC bytes do not compress; zstd on them only costs time. Everything else is small and compresses well.
+COMPRESSION = {name: "zstd" for name in ("id", "ability", "subtask", "split", "language", "system_prompt",
+                                          "audio.path", "sample_rate", "duration_s", "chunk_s", "chunk_labels")}
+
+
+def write_parquet(table: pa.Table, where) -> None:
+    compression = {c: COMPRESSION.get(c, "zstd") for c in _leaf_columns(table.schema)}
+    compression["audio.bytes"] = "none"
+    # a dictionary of whole FLAC files never pays off; the small columns keep theirs
+    dictionary = [c for c in compression if c != "audio.bytes"]
+    pq.write_table(table, where, compression=compression, use_dictionary=dictionary,
+                   row_group_size=ROW_GROUP_EPISODES)
+
+
+def _leaf_columns(schema: pa.Schema) -> list[str]:
+    out = []
+
+    def walk(prefix, t):
+        if pa.types.is_struct(t):
+            for f in t:
+                walk(f"{prefix}.{f.name}", f.type)
+        elif pa.types.is_list(t):
+            walk(f"{prefix}.list.element", t.value_type)
+        else:
+            out.append(prefix)
+
+    for f in schema:
+        walk(f.name, f.type)
+    return out
 
 
 @dataclass
@@ -43,6 +73,7 @@ class ShardTask:
         return f"{self.subtask}/{Path(self.out_path).name}"
 
 
+@lru_cache(maxsize=1)
 def shard_schema() -> pa.Schema:
     """The episode schema plus the `datasets` feature metadata (so `load_dataset('parquet', ...)`
     sees an Audio column even without the dataset card)."""
@@ -101,7 +132,7 @@ def run_shard(task: ShardTask, pools_by_split: dict[str, dict[str, list[dict]]])
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     table = pa.Table.from_pylist(rows, schema=shard_schema())
-    pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_EPISODES)
+    write_parquet(table, tmp)
     digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
     tmp.replace(out)
     summary = {
