@@ -82,6 +82,7 @@ def _init_ray(address: str | None, num_cpus: int | None):
         else:
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             ray.init(num_cpus=num_cpus, **kw)
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # per-dataset INFO lines; our bar reports shards
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False  # our own bar reports shards; Ray's per-operator bars are noise here
     ctx.print_on_execution_start = False
