@@ -88,6 +88,46 @@ def manifest(corpus: str = typer.Option(..., help="librispeech, audioset, musan 
     err.print(json.dumps({"seen": res.seen, "used": res.used, "rejected": res.rejected}))
 
 
+@app.command()
+def align(clips: Path = typer.Option(..., help="clip manifest (.parquet) with id, path, offset_s, duration_s, text, language"),
+          out: Path = typer.Option(..., help="aligned manifest to write; failures go to <out stem>.rejects.parquet"),
+          backend: str = typer.Option("pocketsphinx", help="pocketsphinx (CPU, English) or ctc (wav2vec2 CTC)"),
+          model_dir: Optional[Path] = typer.Option(None, help="ctc: local Wav2Vec2ForCTC folder"),
+          cache_dir: Optional[Path] = typer.Option(None, help="alignment cache (default: <out folder>/.streamaudio-cache)"),
+          ray_address: Optional[str] = typer.Option(None, help="Ray cluster to join ('auto'); default: local Ray"),
+          num_cpus: Optional[int] = typer.Option(None, help="CPUs for a local Ray"),
+          actors: Optional[int] = typer.Option(None, help="aligner actors (default: one per CPU; one per GPU for ctc)"),
+          gpus_per_actor: float = typer.Option(0.0, help="GPUs per actor, fractions allowed (ctc)"),
+          progress: bool = typer.Option(True, help="show a progress bar")):
+    """Add word timings to every clip (resumable: a rerun skips clips already aligned)."""
+    import pyarrow.parquet as pq
+
+    from .align.stage import BACKENDS, align_manifest
+    from .build import _init_ray
+    from .progress import progress_bar
+
+    if backend not in BACKENDS:
+        err.print(f"[red]error:[/red] unknown backend {backend!r}; choose one of {BACKENDS}")
+        raise typer.Exit(2)
+    if backend == "ctc" and not model_dir:
+        err.print("[red]error:[/red] --backend ctc needs --model-dir")
+        raise typer.Exit(2)
+    if not clips.is_file():
+        err.print(f"[red]error:[/red] {clips} not found")
+        raise typer.Exit(2)
+    _init_ray(ray_address, num_cpus)
+    total = pq.read_metadata(clips).num_rows
+    with progress_bar("align", total, progress) as advance:
+        try:
+            res = align_manifest(clips, out, backend, model_dir=str(model_dir) if model_dir else None,
+                                 cache_dir=str(cache_dir or out.parent / ".streamaudio-cache"), actors=actors,
+                                 gpus_per_actor=gpus_per_actor, progress=advance)
+        except (ValueError, FileNotFoundError) as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2)
+    err.print(json.dumps(res))
+
+
 def main() -> None:
     app()
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import soundfile as sf
-import soxr
 
+from .audio import AudioReadError, load_clip as _load_clip
 from .format import CHUNK_S, SAMPLE_RATE, round_up_to_chunk
 from .plan import EpisodePlan, PlanError, SegmentPlan
 
@@ -29,33 +29,18 @@ class RenderError(ValueError):
     """A clip cannot be rendered (unreadable, shorter than planned); becomes a reject."""
 
 
+def load_clip(clip: dict, start_s: float = 0.0, dur_s: float | None = None) -> np.ndarray:
+    try:
+        return _load_clip(clip, start_s, dur_s)
+    except AudioReadError as exc:
+        raise RenderError(str(exc)) from None
+
+
 @dataclass
 class RenderedEpisode:
     flac: bytes
     duration_s: float
     segments: list[dict]  # format v1 segment structs (episode time)
-
-
-def load_clip(clip: dict, start_s: float = 0.0, dur_s: float | None = None) -> np.ndarray:
-    """The clip's audio from ``start_s`` (after the row's offset) as 16 kHz mono float32."""
-    sr = int(clip["sample_rate"])
-    first = int(round((clip["offset_s"] + start_s) * sr))
-    avail = clip["duration_s"] - start_s
-    if dur_s is None:
-        dur_s = avail
-    if dur_s <= 0 or dur_s > avail + 1e-3:
-        raise RenderError(f"{clip['id']}: planned {start_s:.3f}+{dur_s:.3f}s but the clip has {clip['duration_s']:.3f}s")
-    frames = int(round(dur_s * sr))
-    try:
-        x, file_sr = sf.read(clip["path"], start=first, frames=frames, dtype="float32", always_2d=True)
-    except Exception as exc:
-        raise RenderError(f"{clip['id']}: cannot read {clip['path']}: {' '.join(str(exc).split())[:120]}") from None
-    if file_sr != sr:
-        raise RenderError(f"{clip['id']}: manifest says {sr} Hz but the file is {file_sr} Hz")
-    x = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
-    if sr != SAMPLE_RATE:
-        x = soxr.resample(x, sr, SAMPLE_RATE)
-    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 def active_level_db(x: np.ndarray) -> float:

@@ -62,7 +62,7 @@ class Voice:
 class Speech:
     samples: np.ndarray  # float32 mono
     sample_rate: int
-    words: list[tuple[str, float, float]]  # (token, start_s, end_s), clip time
+    words: list[tuple[str, float, float]]  # (token(s), start_s, end_s), clip time
 
 
 class _Espeak:
@@ -200,8 +200,9 @@ def synthesize(text: str, voice: Voice = Voice()) -> Speech:
 
     espeak-ng emits WORD events at the sample where each word begins; a token
     that expands to several spoken words ("42") gets several events and starts
-    at the first. A word ends where its audio falls silent before the next
-    word starts. Tokens espeak does not voice (punctuation alone) are dropped.
+    at the first; tokens spoken as one with the word before them share its
+    entry ("on the"). A word ends where its audio falls silent before the next
+    word starts.
     """
     text = " ".join(text.split())
     if not text:
@@ -222,12 +223,25 @@ def synthesize(text: str, voice: Voice = Voice()) -> Speech:
                 break
         if owner is not None and owner not in starts:
             starts[owner] = sample
-    idx = sorted(starts)
+    # espeak-ng speaks some unstressed words together with their neighbour ("on the")
+    # and reports one WORD event for both; such tokens join the word before them, so
+    # the text stays complete and no boundary is invented inside the pair
+    groups: list[tuple[list[str], int]] = []  # (tokens, start sample)
+    pending: list[str] = []
+    for i, (_, tok) in enumerate(toks):
+        if i in starts:
+            groups.append((pending + [tok], starts[i]))
+            pending = []
+        elif groups:
+            groups[-1][0].append(tok)
+        else:
+            pending.append(tok)
+    if pending and groups:
+        groups[-1][0].extend(pending)
     words: list[tuple[str, float, float]] = []
-    for j, i in enumerate(idx):
-        lo = starts[i]
-        hi = starts[idx[j + 1]] if j + 1 < len(idx) else len(pcm)
+    for j, (group, lo) in enumerate(groups):
+        hi = groups[j + 1][1] if j + 1 < len(groups) else len(pcm)
         hi = max(hi, lo + 1)
         end = _active_end(pcm, lo, hi, sr)
-        words.append((toks[i][1], lo / sr, end / sr))
+        words.append((" ".join(group), lo / sr, end / sr))
     return Speech(samples=pcm, sample_rate=sr, words=words)

@@ -1,0 +1,37 @@
+"""Reading clip audio: shared by every stage that needs samples (alignment,
+ASR checks, rendering). Reads only the frames asked for; returns 16 kHz mono."""
+from __future__ import annotations
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from .format import SAMPLE_RATE
+
+
+class AudioReadError(ValueError):
+    """A clip cannot be read as planned; the message is a reject reason."""
+
+
+def load_clip(clip: dict, start_s: float = 0.0, dur_s: float | None = None) -> np.ndarray:
+    """The clip's audio from ``start_s`` (after the row's offset_s) as 16 kHz mono float32."""
+    sr = int(clip["sample_rate"])
+    first = int(round((clip["offset_s"] + start_s) * sr))
+    avail = clip["duration_s"] - start_s
+    if dur_s is None:
+        dur_s = avail
+    if dur_s <= 0 or dur_s > avail + 1e-3:
+        raise AudioReadError(f"{clip['id']}: asked for {start_s:.3f}+{dur_s:.3f}s but the clip has {clip['duration_s']:.3f}s")
+    frames = int(round(dur_s * sr))
+    try:
+        x, file_sr = sf.read(clip["path"], start=first, frames=frames, dtype="float32", always_2d=True)
+    except Exception as exc:
+        raise AudioReadError(f"{clip['id']}: cannot read {clip['path']}: {' '.join(str(exc).split())[:120]}") from None
+    if file_sr != sr:
+        raise AudioReadError(f"{clip['id']}: manifest says {sr} Hz but the file is {file_sr} Hz")
+    if len(x) < frames - 1:
+        raise AudioReadError(f"{clip['id']}: file ends {(frames - len(x)) / sr:.3f}s early")
+    x = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
+    if sr != SAMPLE_RATE:
+        x = soxr.resample(x, sr, SAMPLE_RATE)
+    return np.ascontiguousarray(x, dtype=np.float32)
