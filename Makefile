@@ -23,7 +23,10 @@ system-deps:
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	# torch 2.13.0 is the CPU build in the local wheel cache; asking for it first keeps
+	# pip from pulling a multi-GB CUDA build for the align extra
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test,align]'
 	touch $(STAMP)
 
 demo: setup

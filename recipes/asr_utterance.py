@@ -24,10 +24,10 @@ def plan(ctx: PlanContext) -> EpisodePlan:
         # the released script pads turns with 0.8-2.4 s of noise; >= 2 chunks keeps replies apart
         t += u["duration_s"] + float(rng.uniform(0.8, 2.4))
     prompts = ctx.tables["instructions"]["system_prompts"]
-    aligned = all(u.get("words") for u in utterances)
+    aligners = sorted({u.get("words_by", "") for u in utterances if u.get("words")})
     return EpisodePlan(segments=segments, turns=turns, language="en",
                        system_prompt=prompts[int(rng.integers(len(prompts)))], min_duration_s=t,
-                       text_writer="source-transcript", aligner="words" if aligned else "")
+                       text_writer="source-transcript", aligner=",".join(aligners))
 
 
 RECIPE = Recipe(

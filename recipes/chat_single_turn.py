@@ -23,7 +23,7 @@ def plan(ctx: PlanContext) -> EpisodePlan:
         language="en", system_prompt=prompts[int(rng.integers(len(prompts)))],
         min_duration_s=lead + question["duration_s"] + float(rng.uniform(0.8, 2.0)),
         text_writer="source-reply+spoken-rules-v1", tts=f"espeak-ng/{question['speaker']}",
-        aligner="espeak-ng word events",
+        aligner=question.get("words_by", ""),
     )
 
 

@@ -104,9 +104,11 @@ def _speak_batch(rows: list[dict], voices, cache_dir: str, max_words: int) -> li
 
 class Builder:
     def __init__(self, catalog: Catalog, out: Path, ray_address: str | None = None, num_cpus: int | None = None,
-                 resume: bool = True, show_progress: bool = True):
+                 resume: bool = True, show_progress: bool = True, cache_dir: Path | None = None):
         self.catalog, self.out = catalog, Path(out).resolve()
         self.work = work_dir(self.out)
+        # shared across builds (content-addressed): aligning a corpus happens once
+        self.cache_dir = Path(cache_dir or catalog.cache_dir or self.out.parent / ".streamaudio-cache").resolve()
         self.ray_address, self.num_cpus = ray_address, num_cpus
         self.resume, self.show_progress = resume, show_progress
         try:
@@ -176,6 +178,87 @@ class Builder:
         pq.write_table(pa.Table.from_pylist(out_rows, CLIP_SCHEMA), path, compression="zstd")
         return path
 
+    # ------------------------------------------------------------ stage 2b: word timings and ASR check
+    def checked_speech(self, name: str, manifest: Path, inputs: dict, rejects: list[dict]) -> Path:
+        spec = self.catalog.sources[name]
+        if not (spec.align or spec.asr_check):
+            return manifest
+        _init_ray(self.ray_address, self.num_cpus)
+        rows = pq.read_table(manifest).to_pylist()
+        dropped: set[str] = set()
+        if spec.align:
+            rows, dropped = self._align(name, spec.align, rows, inputs, rejects)
+        if spec.asr_check:
+            rows = self._asr_check(name, spec.asr_check, rows, inputs, rejects)
+        inputs[name]["used"] = len(rows)
+        inputs[name]["rejected"] = inputs[name]["seen"] - len(rows)
+        path = manifest.with_name(manifest.stem + ".checked.parquet")
+        pq.write_table(pa.Table.from_pylist(rows, CLIP_SCHEMA), path, compression="zstd")
+        return path
+
+    def _align(self, name, cfg, rows, inputs, rejects):
+        from .align.stage import run_alignment
+
+        need = [r for r in rows if r["kind"] == "speech" and r["text"].strip() and not r["words"]]
+        results: dict[str, dict] = {}
+
+        with progress_bar(f"align {name}", len(need), self.show_progress) as advance:
+            def collect(t: pa.Table) -> None:
+                for r in t.to_pylist():
+                    results[r["id"]] = r
+                advance(t.num_rows)
+
+            run_alignment(pa.Table.from_pylist(need, CLIP_SCHEMA), cfg["backend"], model_dir=cfg.get("model_dir"),
+                          cache_dir=str(self.cache_dir), actors=cfg.get("actors"),
+                          gpus_per_actor=cfg.get("gpus_per_actor", 0.0), on_batch=collect)
+        out, failed = [], set()
+        for r in rows:
+            res = results.get(r["id"])
+            if res is not None and res["reason"]:
+                if cfg.get("reject_failures", True):
+                    rejects.append({"stage": "align", "source": name, "item": r["id"], "reason": res["reason"]})
+                    failed.add(r["id"])
+                    continue
+            elif res is not None:
+                r = {**r, "words": res["words"], "words_by": res["aligner"]}
+            out.append(r)
+        inputs[name]["aligned"] = sum(1 for r in results.values() if not r["reason"])
+        inputs[name]["align_failed"] = sum(1 for r in results.values() if r["reason"])
+        inputs[name]["aligner"] = next((r["aligner"] for r in results.values()), "")
+        return out, failed
+
+    def _asr_check(self, name, cfg, rows, inputs, rejects):
+        import numpy as np
+
+        from .asr_check import run_asr_check
+
+        speech = [r for r in rows if r["kind"] == "speech" and r["text"].strip()]
+        results: dict[str, dict] = {}
+        with progress_bar(f"asr-check {name}", len(speech), self.show_progress) as advance:
+            def collect(t: pa.Table) -> None:
+                for r in t.to_pylist():
+                    results[r["id"]] = r
+                advance(t.num_rows)
+
+            run_asr_check(pa.Table.from_pylist(speech, CLIP_SCHEMA), on_batch=collect)
+        out = []
+        for r in rows:
+            res = results.get(r["id"])
+            if res is not None and res["reason"]:
+                rejects.append({"stage": "asr_check", "source": name, "item": r["id"], "reason": res["reason"]})
+                continue
+            if res is not None and res["wer"] > cfg["max_wer"]:
+                rejects.append({"stage": "asr_check", "source": name, "item": r["id"],
+                                "reason": f"WER {res['wer']:.2f} > max_wer {cfg['max_wer']} "
+                                          f"(heard: {res['asr_text'][:80]!r})"})
+                continue
+            out.append(r)
+        wers = [r["wer"] for r in results.values() if not r["reason"]]
+        inputs[name]["asr_check"] = {"decoded": len(wers), "mean_wer": round(float(np.mean(wers)), 4) if wers else None,
+                                     "max_wer": cfg["max_wer"],
+                                     "rejected": sum(1 for r in results.values() if r["reason"] or r["wer"] > cfg["max_wer"])}
+        return out
+
     # ------------------------------------------------------------ stage 3: episodes
     def tasks(self, manifest_sha: dict[str, str]) -> list[ShardTask]:
         tasks = []
@@ -214,6 +297,7 @@ class Builder:
         paths, inputs, rejects = self.manifests()
         for name in list(paths):
             paths[name] = self.spoken(name, paths[name], inputs, rejects)
+            paths[name] = self.checked_speech(name, paths[name], inputs, rejects)
         manifest_sha = {n: _sha_file(p) for n, p in paths.items()}
 
         # every source's rows, split by source group

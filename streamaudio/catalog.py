@@ -28,6 +28,8 @@ class SourceSpec:
     root: Path
     options: dict = field(default_factory=dict)
     spoken: dict | None = None  # text sources: turn into speech with TTS before planning
+    align: dict | None = None  # speech without word timings: align (backend, model_dir, actors, gpus_per_actor)
+    asr_check: dict | None = None  # decode and reject clips above max_wer
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class Catalog:
     recipe_dirs: tuple[Path, ...]
     path: Path
     fingerprint: str  # hash of the catalog's resolved content: resume only reuses shards of the same catalog
+    cache_dir: Path | None = None
 
     def split_counts(self, count: int) -> dict[str, int]:
         """Episodes per split: largest-remainder rounding, at least one per split
@@ -85,8 +88,12 @@ def load_catalog(path: str | Path) -> Catalog:
     base = path.parent
     sources = {}
     for name, s in raw["sources"].items():
+        align = dict(s["align"]) if s.get("align") else None
+        if align and align.get("model_dir"):
+            align["model_dir"] = str((base / align["model_dir"]).resolve())
         sources[name] = SourceSpec(name=name, corpus=s["corpus"], root=(base / s["root"]).resolve(),
-                                   options=s.get("options", {}), spoken=s.get("spoken"))
+                                   options=s.get("options", {}), spoken=s.get("spoken"), align=align,
+                                   asr_check=s.get("asr_check"))
     subtasks = {}
     for name, t in raw["subtasks"].items():
         pools = t.get("pools", {})
@@ -105,5 +112,6 @@ def load_catalog(path: str | Path) -> Catalog:
         name=raw.get("name", path.stem), seed=int(raw["seed"]), chunk_s=float(raw.get("chunk_s", CHUNK_S)),
         splits=splits, sources=sources, subtasks=subtasks,
         recipe_dirs=tuple((base / d).resolve() for d in raw.get("recipe_dirs", [])), path=path,
+        cache_dir=(base / raw["cache_dir"]).resolve() if raw.get("cache_dir") else None,
         fingerprint=hashlib.sha256(resolved.encode()).hexdigest()[:16],
     )

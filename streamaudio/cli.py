@@ -33,15 +33,17 @@ def build(catalog: Path = typer.Option(..., help="catalog YAML (see manifests/de
                                                               "default: start a local Ray"),
           num_cpus: Optional[int] = typer.Option(None, help="CPUs for a local Ray (default: all)"),
           resume: bool = typer.Option(True, help="reuse shards an earlier run of the same catalog finished"),
+          cache_dir: Optional[Path] = typer.Option(None, help="content-addressed cache shared by builds "
+                                                            "(default: catalog's cache_dir, else <out parent>/.streamaudio-cache)"),
           progress: bool = typer.Option(True, help="show progress bars")):
-    """Build a dataset: manifests, planning, rendering, labelling, shards, card."""
+    """Build a dataset: manifests, word timings, planning, rendering, labelling, shards, card."""
     from .build import BuildError, build as run_build
     from .catalog import CatalogError
     from .sources import LayoutError
 
     try:
         b = run_build(catalog, out, ray_address=ray_address, num_cpus=num_cpus, resume=resume,
-                      show_progress=progress)
+                      show_progress=progress, cache_dir=cache_dir)
     except (BuildError, CatalogError, LayoutError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2)
@@ -125,6 +127,28 @@ def align(clips: Path = typer.Option(..., help="clip manifest (.parquet) with id
         except (ValueError, FileNotFoundError) as exc:
             err.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2)
+    err.print(json.dumps(res))
+
+
+@app.command("asr-check")
+def asr_check(clips: Path = typer.Option(..., help="clip manifest (.parquet) with id, path, offset_s, duration_s, text, language"),
+              out: Path = typer.Option(..., help="manifest to write: the input plus asr_text, wer, asr_reason"),
+              ray_address: Optional[str] = typer.Option(None, help="Ray cluster to join ('auto'); default: local Ray"),
+              num_cpus: Optional[int] = typer.Option(None, help="CPUs for a local Ray"),
+              progress: bool = typer.Option(True, help="show a progress bar")):
+    """Decode speech with pocketsphinx and record its WER against the transcript."""
+    import pyarrow.parquet as pq
+
+    from .asr_check import check_manifest
+    from .build import _init_ray
+    from .progress import progress_bar
+
+    if not clips.is_file():
+        err.print(f"[red]error:[/red] {clips} not found")
+        raise typer.Exit(2)
+    _init_ray(ray_address, num_cpus)
+    with progress_bar("asr-check", pq.read_metadata(clips).num_rows, progress) as advance:
+        res = check_manifest(clips, out, progress=advance)
     err.print(json.dumps(res))
 
 

@@ -94,7 +94,8 @@ def speak_row(row: dict, voice: Voice, cache_dir: Path, max_words: int = 60) -> 
     if not words:
         raise TTSError("the engine reported no words")
     return {**row, "kind": "speech", "path": str(path), "offset_s": 0.0, "duration_s": frames / SAMPLE_RATE,
-            "sample_rate": SAMPLE_RATE, "text": spoken, "speaker": voice.tag, "words": words}
+            "sample_rate": SAMPLE_RATE, "text": spoken, "speaker": voice.tag, "words": words,
+            "words_by": "espeak-ng word events"}
 
 
 def _read_words(path: Path) -> list[dict]:

@@ -32,14 +32,14 @@ def demo_catalog(tmp: Path, fixture_root: Path, **overrides) -> Path:
     return path
 
 
-def run_build(catalog: Path, out: Path, num_cpus: int) -> dict:
+def run_build(catalog: Path, out: Path, num_cpus: int, cache_dir: Path | None = None) -> dict:
     import ray
 
     from streamaudio.build import build
 
     ray.shutdown()
     try:
-        return build(catalog, out, num_cpus=num_cpus, show_progress=False)
+        return build(catalog, out, num_cpus=num_cpus, show_progress=False, cache_dir=cache_dir)
     finally:
         ray.shutdown()
 
@@ -49,6 +49,7 @@ def built(tmp_path_factory, fixture_root):
     """Two builds of the demo catalog: one worker and two workers."""
     tmp = tmp_path_factory.mktemp("build")
     cat = demo_catalog(tmp, fixture_root)
-    one = run_build(cat, tmp / "one", num_cpus=1)
-    two = run_build(cat, tmp / "two", num_cpus=2)
+    # separate caches: the second build must reach the same bytes on its own, not by reading the first's
+    one = run_build(cat, tmp / "one", num_cpus=1, cache_dir=tmp / "cache-one")
+    two = run_build(cat, tmp / "two", num_cpus=2, cache_dir=tmp / "cache-two")
     return {"catalog": cat, "one": tmp / "one", "two": tmp / "two", "build_one": one, "build_two": two}

@@ -17,7 +17,7 @@ from streamaudio.build import assign_splits
 from streamaudio.catalog import CatalogError, load_catalog
 from streamaudio.validate import validate
 
-SUBTASKS = ["asr_utterance", "chat_single_turn", "proactive_household"]
+SUBTASKS = ["asr_incremental", "asr_utterance", "chat_single_turn", "proactive_household"]
 
 
 def shard_hashes(out: Path) -> dict:
@@ -36,7 +36,7 @@ def test_layout_splits_and_card(built):
         names = {p.name.split("-")[0] for p in (out / "data" / st).glob("*.parquet")}
         assert names == {"train", "validation", "test"}
     b = json.loads((out / "build.json").read_text())
-    assert b["episodes"]["written"] == 30 and b["episodes"]["rejected"] == 0
+    assert b["episodes"]["written"] == 40 and b["episodes"]["rejected"] == 0
     assert set(b["subtasks"]) == set(SUBTASKS)
     assert validate(out).ok
 
@@ -68,8 +68,10 @@ def test_accounting_and_rejects(built, fixture_root):
         assert src["seen"] == truth[corpus]["good"] + len(truth[corpus]["rejects"])
         mine = [r for r in rejects if r["source"] == name]
         assert len(mine) == src["rejected"]
-        assert {r["item"].split(":", 1)[1] for r in mine} == set(truth[corpus]["rejects"])
-        assert all(r["stage"] and r["reason"] for r in mine)
+        planted = {r["item"].split(":", 1)[1] for r in mine if r["stage"] == "source"}
+        assert planted == set(truth[corpus]["rejects"])
+        assert all(r["stage"] in ("source", "align", "tts", "asr_check") and r["reason"] for r in mine)
+        assert sum(r["stage"] == "align" for r in mine) == src.get("align_failed", 0)
         assert 0 < src["drawn"] <= src["used"]
     assert b["rejects"]["total"] == len(rejects)
 

@@ -31,6 +31,7 @@ def pools(fixture_root, tmp_path_factory):
 
 def plan_for(recipe, pools, eid, seed=7):
     mapping = {"asr_utterance": {"speech": "speech", "noise": "noise"},
+               "asr_incremental": {"speech": "spoken", "noise": "noise"},
                "proactive_household": {"events": "sound", "noise": "noise"},
                "chat_single_turn": {"speech": "spoken", "noise": "noise"}}[recipe.subtask]
     ctx = PlanContext(episode_id=eid, subtask=recipe.subtask, split="train",
@@ -49,11 +50,11 @@ def to_row(recipe, plan):
 
 def test_registry_has_the_three_recipes():
     recipes = load_recipes()
-    assert {"asr_utterance", "proactive_household", "chat_single_turn"} <= set(recipes)
+    assert {"asr_utterance", "asr_incremental", "proactive_household", "chat_single_turn"} <= set(recipes)
     assert recipes["proactive_household"].ability == "proactive_response"
 
 
-@pytest.mark.parametrize("subtask", ["asr_utterance", "proactive_household", "chat_single_turn"])
+@pytest.mark.parametrize("subtask", ["asr_utterance", "asr_incremental", "proactive_household", "chat_single_turn"])
 def test_planning_is_pure_and_episodes_keep_the_rules(subtask, pools):
     recipe = load_recipes()[subtask]
     for i in range(12):
@@ -75,6 +76,34 @@ def test_asr_utterance_replies_are_the_transcripts_in_order(pools):
     assert [t.text for t in plan.turns] == [s.clip["text"] for s in speech]
     for s, t in zip(speech, plan.turns):
         assert abs(t.trigger_s - (s.start_s + s.clip["duration_s"])) < 1e-9  # no word timings yet: end of file
+
+
+def test_asr_utterance_triggers_at_the_last_aligned_word(pools):
+    recipe = load_recipes()["asr_utterance"]
+    timed = {**pools, "speech": pools["spoken"]}
+    plan = plan_for(recipe, timed, "asr-2")
+    for s, t in zip([s for s in plan.segments if s.kind == "speech"], plan.turns):
+        assert abs(t.trigger_s - (s.start_s + s.clip["words"][-1]["end_s"])) < 1e-9
+        assert t.trigger_s < s.start_s + s.clip["duration_s"]
+    assert plan.aligner == "espeak-ng word events"
+
+
+def test_asr_incremental_emits_each_word_in_the_chunk_it_ends(pools):
+    from streamaudio.format import chunk_of
+
+    recipe = load_recipes()["asr_incremental"]
+    for i in range(10):
+        plan = plan_for(recipe, pools, f"inc-{i}")
+        speech = [s for s in plan.segments if s.kind == "speech"]
+        ends = [(s.start_s + w["end_s"], w["text"]) for s in speech for w in s.clip["words"]]
+        # every word once, in order, across the replies
+        assert " ".join(t.text for t in plan.turns) == " ".join(w for _, w in ends)
+        chunks = [chunk_of(t.trigger_s) for t in plan.turns]
+        assert len(set(chunks)) == len(chunks)
+        assert set(chunks) == {chunk_of(e) for e, _ in ends}  # no reply in a chunk that completes no word
+        _, row = to_row(recipe, plan)
+        assert episode_violations(row) == []
+        assert sum(row["chunk_labels"]) == len(set(chunks))
 
 
 def test_proactive_household_follows_the_policy_table(pools):

@@ -22,10 +22,11 @@ class PocketsphinxAligner:
     languages = frozenset({"en"})
 
     def __init__(self) -> None:
-        import pocketsphinx
+        from importlib.metadata import version
+
         from pocketsphinx import Decoder
 
-        self.name = f"pocketsphinx-{getattr(pocketsphinx, '__version__', '5')}/en-us"
+        self.name = f"pocketsphinx-{version('pocketsphinx')}/en-us"
         self._Decoder = Decoder
         self.decoders = [self._new(SEARCHES[0])]
         self.logmath = self.decoders[0].get_logmath()
@@ -52,6 +53,10 @@ class PocketsphinxAligner:
     def _search(self, d, words: list[str], pcm: bytes):
         try:
             d.set_align_text(" ".join(words))
+            # the front end carries state (cepstral mean, noise estimate) over from the last
+            # utterance, which made results depend on what a worker aligned before; every
+            # clip starts from a fresh front end
+            d.reinit_feat()
             d.start_utt()
             d.process_raw(pcm, full_utt=True)
             d.end_utt()

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 
 from ..audio import AudioReadError, load_clip
 from ..format import WORD_TYPE
+from ..parallel import map_rows_with_actors
 from .base import AlignmentFailure
 
 RESULT_SCHEMA = pa.schema([
@@ -21,6 +22,7 @@ RESULT_SCHEMA = pa.schema([
     pa.field("words", pa.list_(WORD_TYPE)),
     pa.field("align_score", pa.float64()),
     pa.field("reason", pa.string()),  # "" when aligned
+    pa.field("aligner", pa.string()),
 ])
 BACKENDS = ("pocketsphinx", "ctc")
 
@@ -70,17 +72,17 @@ class AlignWorker:
             try:
                 keys[i] = self.key(row)
             except OSError as exc:
-                out[i] = _fail(row, f"cannot read audio: {exc.strerror or exc}")
+                out[i] = {**_fail(row, f"cannot read audio: {exc.strerror or exc}"), "aligner": self.aligner.name}
                 continue
             hit = self._cached(keys[i])
             if hit is not None:
-                out[i] = {"id": row["id"], **hit}
+                out[i] = {"id": row["id"], **hit, "aligner": self.aligner.name}
                 continue
             try:
                 audios.append(load_clip(row))
                 todo.append(i)
             except AudioReadError as exc:
-                out[i] = self._store(keys[i], _fail(row, str(exc)))
+                out[i] = self._store(keys[i], {**_fail(row, str(exc)), "aligner": self.aligner.name})
         if todo:
             texts = [rows[i]["text"] for i in todo]
             langs = [rows[i]["language"] for i in todo]
@@ -96,10 +98,11 @@ class AlignWorker:
             for i, res in zip(todo, results):
                 row = rows[i]
                 if isinstance(res, AlignmentFailure):
-                    out[i] = self._store(keys[i], _fail(row, str(res)))
+                    out[i] = self._store(keys[i], {**_fail(row, str(res)), "aligner": self.aligner.name})
                 else:
                     words = [{"text": w.text, "start_s": w.start_s, "end_s": w.end_s} for w in res.words]
-                    out[i] = self._store(keys[i], {"id": row["id"], "words": words, "align_score": res.score, "reason": ""})
+                    out[i] = self._store(keys[i], {"id": row["id"], "words": words, "align_score": res.score, "reason": "",
+                                                   "aligner": self.aligner.name})
         return pa.Table.from_pylist(out, RESULT_SCHEMA)
 
     def _cached(self, key: str) -> dict | None:
@@ -115,7 +118,7 @@ class AlignWorker:
             p = self.cache / key[:2] / f"{key}.json"
             p.parent.mkdir(parents=True, exist_ok=True)
             tmp = p.with_suffix(f".tmp{id(self)}")
-            tmp.write_text(json.dumps({k: v for k, v in result.items() if k != "id"}))
+            tmp.write_text(json.dumps({k: v for k, v in result.items() if k not in ("id", "aligner")}))
             tmp.replace(p)
         return result
 
@@ -129,26 +132,12 @@ def run_alignment(rows: pa.Table, backend: str, *, model_dir: str | None = None,
                   on_batch=None) -> None:
     """Align ``rows`` (needs id, path, offset_s, duration_s, sample_rate, text, language) on Ray;
     ``on_batch(result_table)`` receives results as they complete (in any order)."""
-    import ray
-
-    if rows.num_rows == 0:
-        return
     # similar durations in one batch: the ctc backend pads to the longest item
     rows = rows.sort_by([("duration_s", "ascending"), ("id", "ascending")])
-    cpus = int(ray.available_resources().get("CPU", 1)) or 1
-    n_actors = actors or (1 if gpus_per_actor else max(1, min(cpus, rows.num_rows)))
-    bs = batch_size or (64 if backend == "ctc" else 8)
     cols = rows.select(["id", "path", "offset_s", "duration_s", "sample_rate", "text", "language"])
-    # blocks made here, not by a repartition: with every CPU held by an aligner actor,
-    # a CPU task for repartitioning would wait forever
-    ds = ray.data.from_arrow([cols.slice(i, bs) for i in range(0, cols.num_rows, bs)])
-    res = {"num_gpus": gpus_per_actor} if gpus_per_actor else {"num_cpus": 1}
-    ds = ds.map_batches(AlignWorker, fn_constructor_kwargs={"backend": backend, "model_dir": model_dir,
-                                                            "cache_dir": cache_dir},
-                        batch_format="pyarrow", batch_size=bs, concurrency=n_actors, **res)
-    for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-        if on_batch is not None:
-            on_batch(batch.cast(RESULT_SCHEMA))
+    map_rows_with_actors(cols, AlignWorker, {"backend": backend, "model_dir": model_dir, "cache_dir": cache_dir},
+                         RESULT_SCHEMA, batch_size=batch_size or (64 if backend == "ctc" else 8), actors=actors,
+                         gpus_per_actor=gpus_per_actor, on_batch=on_batch)
 
 
 def merge_results(rows: pa.Table, results: pa.Table) -> tuple[pa.Table, pa.Table]:
@@ -162,7 +151,8 @@ def merge_results(rows: pa.Table, results: pa.Table) -> tuple[pa.Table, pa.Table
         if r["reason"]:
             bad.append({**row, "reason": r["reason"]})
         else:
-            ok.append({**row, "words": r["words"], "align_score": r["align_score"]})
+            extra = {"words_by": r["aligner"]} if "words_by" in row else {}
+            ok.append({**row, **extra, "words": r["words"], "align_score": r["align_score"]})
     schema = rows.schema
     if "words" in schema.names:
         schema = schema.remove(schema.get_field_index("words"))

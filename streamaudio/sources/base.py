@@ -35,6 +35,7 @@ CLIP_SCHEMA = pa.schema(
         pa.field("split_group", pa.string()),
         # clip-time word timings (from TTS or alignment); empty when unknown
         pa.field("words", pa.list_(WORD_TYPE)),
+        pa.field("words_by", pa.string()),  # what timed the words: a TTS engine or an aligner; "" if none
         # span of the clip that is above its own noise floor (sound events); -1 when not analysed
         pa.field("active_start_s", pa.float64()),
         pa.field("active_end_s", pa.float64()),
@@ -73,7 +74,7 @@ def clip_row(**kw) -> dict:
     row = {
         "id": "", "corpus": "", "kind": "", "path": "", "offset_s": 0.0, "duration_s": 0.0,
         "sample_rate": 0, "language": "", "text": "", "speaker": "", "labels": [], "caption": "",
-        "license": "", "split_group": "", "words": [], "active_start_s": -1.0, "active_end_s": -1.0,
+        "license": "", "split_group": "", "words": [], "words_by": "", "active_start_s": -1.0, "active_end_s": -1.0,
         "response": "",
     }
     unknown = set(kw) - set(row)
