@@ -23,7 +23,7 @@ def map_rows_with_actors(rows: pa.Table, worker_cls, ctor_kwargs: dict, result_s
     ds = ray.data.from_arrow([rows.slice(i, batch_size) for i in range(0, rows.num_rows, batch_size)])
     res = {"num_gpus": gpus_per_actor} if gpus_per_actor else {"num_cpus": 1}
     ds = ds.map_batches(worker_cls, fn_constructor_kwargs=ctor_kwargs, batch_format="pyarrow",
-                        batch_size=batch_size, concurrency=n_actors, **res)
+                        batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=n_actors), **res)
     for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
         if on_batch is not None:
             on_batch(batch.cast(result_schema))
