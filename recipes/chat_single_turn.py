@@ -22,7 +22,7 @@ def plan(ctx: PlanContext) -> EpisodePlan:
         turns=[TurnPlan(trigger_s=trigger, kind="respond", text=question["response"])],
         language="en", system_prompt=prompts[int(rng.integers(len(prompts)))],
         min_duration_s=lead + question["duration_s"] + float(rng.uniform(0.8, 2.0)),
-        text_writer="source-reply+spoken-rules-v1", tts=f"espeak-ng/{question['speaker']}",
+        text_writer=f"source-reply+{question['text_by']}", tts=question["speaker"],
         aligner=question.get("words_by", ""),
     )
 

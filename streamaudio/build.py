@@ -23,8 +23,10 @@ import yaml
 from . import __version__
 from .card import render_card
 from .catalog import Catalog, load_catalog
-from .fixtures import load_voices
-from .format import FORMAT_VERSION, SPLITS
+from .format import FORMAT_VERSION, MANIFESTS_DIR, SPLITS
+from .llm import LLMClient, LLMConfig, Usage
+from .spoken import WRITER_TAG
+from .tts_backends import TTSConfig, make_tts
 from .plan import RecipeError, load_recipes
 from .progress import progress_bar
 from .shards import ShardTask, finished_summary, run_shard
@@ -89,13 +91,15 @@ def _init_ray(address: str | None, num_cpus: int | None):
     return ray
 
 
-def _speak_batch(rows: list[dict], voices, cache_dir: str, max_words: int) -> list[dict]:
-    from .spoken import speak_row, pick_voice
+def _speak_batch(rows: list[dict], tts_config, cache_dir: str, max_words: int) -> list[dict]:
+    from .spoken import speak_row
+    from .tts_backends import make_tts
 
+    tts = make_tts(tts_config)
     out = []
     for row in rows:
         try:
-            out.append({"row": speak_row(row, pick_voice(voices, row["split_group"]), Path(cache_dir), max_words)})
+            out.append({"row": speak_row(row, tts, Path(cache_dir), row["spoken"], row["text_by"], max_words)})
         except Exception as exc:
             out.append({"reject": {"stage": "tts", "source": row["corpus"], "item": row["id"],
                                    "reason": f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"}})
@@ -104,11 +108,27 @@ def _speak_batch(rows: list[dict], voices, cache_dir: str, max_words: int) -> li
 
 class Builder:
     def __init__(self, catalog: Catalog, out: Path, ray_address: str | None = None, num_cpus: int | None = None,
-                 resume: bool = True, show_progress: bool = True, cache_dir: Path | None = None):
+                 resume: bool = True, show_progress: bool = True, cache_dir: Path | None = None,
+                 llm: dict | None = None, tts: dict | None = None):
         self.catalog, self.out = catalog, Path(out).resolve()
         self.work = work_dir(self.out)
         # shared across builds (content-addressed): aligning a corpus happens once
         self.cache_dir = Path(cache_dir or catalog.cache_dir or self.out.parent / ".streamaudio-cache").resolve()
+        # command-line settings override the catalog's llm: and tts: sections
+        llm_cfg = {**(catalog.llm or {}), **{k: v for k, v in (llm or {}).items() if v is not None}}
+        tts_cfg = {**(catalog.tts or {}), **{k: v for k, v in (tts or {}).items() if v is not None}}
+        self.usage = Usage()
+        self.llm = None
+        if llm_cfg.get("base_url") or llm_cfg.get("model"):
+            if not (llm_cfg.get("base_url") and llm_cfg.get("model")):
+                raise BuildError("an LLM needs both a base URL and a model (--llm-base-url, --llm-model)")
+            self.llm = LLMClient(LLMConfig(**llm_cfg), cache_dir=self.cache_dir, usage=self.usage)
+        try:
+            self.tts_config = TTSConfig(**tts_cfg)
+            make_tts(self.tts_config)  # fail fast on a bad TTS configuration
+        except (TypeError, ValueError) as exc:
+            raise BuildError(f"TTS configuration: {exc}") from None
+        self.implicit_align: set[str] = set()
         self.ray_address, self.num_cpus = ray_address, num_cpus
         self.resume, self.show_progress = resume, show_progress
         try:
@@ -145,7 +165,6 @@ class Builder:
         spec = self.catalog.sources[name].spoken
         if not spec:
             return manifest
-        ray = _init_ray(self.ray_address, self.num_cpus)
         rows = pq.read_table(manifest).to_pylist()
         limit = spec.get("max_items")
         if limit and len(rows) > limit:
@@ -154,40 +173,74 @@ class Builder:
                 rejects.append({"stage": "tts", "source": name, "item": r["id"],
                                 "reason": f"beyond spoken.max_items={limit}"})
             rows = rows[:limit]
-        voices = load_voices()
-        cache = self.work / "tts"
+        max_words = spec.get("max_words", 60)
+        rows = self._write_spoken_form(name, rows, max_words, rejects)
+        ray = _init_ray(self.ray_address, self.num_cpus)
         speak = ray.remote(num_cpus=1)(_speak_batch)
         batch = 16
-        refs = [speak.remote(rows[i:i + batch], voices, str(cache), spec.get("max_words", 60))
+        refs = [speak.remote(rows[i:i + batch], self.tts_config, str(self.cache_dir / "tts"), max_words)
                 for i in range(0, len(rows), batch)]
-        out_rows, n_rej = [], 0
+        out_rows = []
         with progress_bar(f"speak {name}", len(rows), self.show_progress) as advance:
             for ref in refs:  # in submission order: the spoken manifest's order is deterministic
                 for item in ray.get(ref):
                     if "row" in item:
-                        out_rows.append(item["row"])
+                        out_rows.append({k: v for k, v in item["row"].items() if k != "spoken"})
                     else:
                         rejects.append({**item["reject"], "source": name})
-                        n_rej += 1
                     advance()
         # a text row is used only once it is speech: seen = spoken + every reject, source or tts
         inputs[name]["used"] = len(out_rows)
         inputs[name]["rejected"] = inputs[name]["seen"] - len(out_rows)
-        inputs[name]["tts"] = "espeak-ng"
+        inputs[name]["tts"] = self.tts_config.backend
+        inputs[name]["writer"] = self.llm.config.tag if self.llm else WRITER_TAG
         path = manifest.with_name(f"{name}.spoken.parquet")
         pq.write_table(pa.Table.from_pylist(out_rows, CLIP_SCHEMA), path, compression="zstd")
+        if not self.tts_config.has_word_timings:
+            self.implicit_align.add(name)  # speech without word timings goes through alignment
         return path
+
+    def _write_spoken_form(self, name: str, rows: list[dict], max_words: int, rejects: list[dict]) -> list[dict]:
+        """Each row's spoken form, by the LLM when there is one, otherwise by rules."""
+        from .spoken import SpokenFormError, check_spoken, to_spoken_form
+
+        out = []
+        if self.llm is None:
+            for r in rows:
+                try:
+                    out.append({**r, "spoken": to_spoken_form(r["text"], max_words), "text_by": WRITER_TAG})
+                except SpokenFormError as exc:
+                    rejects.append({"stage": "write", "source": name, "item": r["id"], "reason": str(exc)})
+            return out
+        from .llm import LLMError
+
+        prompt = _load_yaml(MANIFESTS_DIR / "prompts" / "spoken_form.yaml")
+        reqs = [([{"role": "system", "content": prompt["system"]},
+                  {"role": "user", "content": prompt["user"].replace("{text}", r["text"])}], prompt["schema"])
+                for r in rows]
+        with progress_bar(f"write {name} (LLM)", None, self.show_progress):
+            results = self.llm.map_json("spoken_form", reqs)
+        for r, res in zip(rows, results):
+            if isinstance(res, LLMError):
+                rejects.append({"stage": "write", "source": name, "item": r["id"], "reason": str(res)})
+                continue
+            try:
+                out.append({**r, "spoken": check_spoken(res["spoken"], max_words), "text_by": self.llm.config.tag})
+            except SpokenFormError as exc:
+                rejects.append({"stage": "write", "source": name, "item": r["id"], "reason": f"LLM spoken form: {exc}"})
+        return out
 
     # ------------------------------------------------------------ stage 2b: word timings and ASR check
     def checked_speech(self, name: str, manifest: Path, inputs: dict, rejects: list[dict]) -> Path:
         spec = self.catalog.sources[name]
-        if not (spec.align or spec.asr_check):
+        align = spec.align or ({"backend": "pocketsphinx"} if name in self.implicit_align else None)
+        if not (align or spec.asr_check):
             return manifest
         _init_ray(self.ray_address, self.num_cpus)
         rows = pq.read_table(manifest).to_pylist()
         dropped: set[str] = set()
-        if spec.align:
-            rows, dropped = self._align(name, spec.align, rows, inputs, rejects)
+        if align:
+            rows, dropped = self._align(name, align, rows, inputs, rejects)
         if spec.asr_check:
             rows = self._asr_check(name, spec.asr_check, rows, inputs, rejects)
         inputs[name]["used"] = len(rows)
@@ -377,6 +430,9 @@ class Builder:
             "rejects": {"total": len(rejects), "by_stage": _count(r["stage"] for r in rejects)},
             "languages": sorted({*provenance.pop("languages")}),
             **provenance,
+            "llm": {"model": self.llm.config.model, "base_url": self.llm.config.base_url,
+                    "stages": self.usage.as_dict()} if self.llm else None,
+            "tts_backend": {k: v for k, v in asdict(self.tts_config).items() if k in ("backend", "base_url", "model", "voice")},
             "versions": _versions(),
             "run": {"elapsed_s": round(elapsed, 2), "shards": len(summaries), "shards_reused": reused},
         }
@@ -394,6 +450,10 @@ class Builder:
                         vals[k].add(p[k].split("/")[0])
             vals["languages"].update(t.column("language").to_pylist())
         return {k: sorted(v) for k, v in vals.items()}
+
+
+def _load_yaml(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
 
 
 def _count(items) -> dict:

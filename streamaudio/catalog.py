@@ -53,6 +53,8 @@ class Catalog:
     path: Path
     fingerprint: str  # hash of the catalog's resolved content: resume only reuses shards of the same catalog
     cache_dir: Path | None = None
+    llm: dict | None = None  # base_url, model, concurrency, timeout_s, max_retries, ...
+    tts: dict | None = None  # backend, base_url, model, voice
 
     def split_counts(self, count: int) -> dict[str, int]:
         """Episodes per split: largest-remainder rounding, at least one per split
@@ -113,5 +115,6 @@ def load_catalog(path: str | Path) -> Catalog:
         splits=splits, sources=sources, subtasks=subtasks,
         recipe_dirs=tuple((base / d).resolve() for d in raw.get("recipe_dirs", [])), path=path,
         cache_dir=(base / raw["cache_dir"]).resolve() if raw.get("cache_dir") else None,
+        llm=raw.get("llm"), tts=raw.get("tts"),
         fingerprint=hashlib.sha256(resolved.encode()).hexdigest()[:16],
     )

@@ -35,15 +35,24 @@ def build(catalog: Path = typer.Option(..., help="catalog YAML (see manifests/de
           resume: bool = typer.Option(True, help="reuse shards an earlier run of the same catalog finished"),
           cache_dir: Optional[Path] = typer.Option(None, help="content-addressed cache shared by builds "
                                                             "(default: catalog's cache_dir, else <out parent>/.streamaudio-cache)"),
+          llm_base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible endpoint for the writers "
+                                                               "(key from OPENAI_API_KEY); default: offline rules"),
+          llm_model: Optional[str] = typer.Option(None, help="model name at that endpoint"),
+          tts: Optional[str] = typer.Option(None, help="TTS backend: espeak (default) or openai"),
+          tts_base_url: Optional[str] = typer.Option(None, help="openai TTS: speech endpoint base URL"),
+          tts_model: Optional[str] = typer.Option(None, help="openai TTS: model"),
+          tts_voice: Optional[str] = typer.Option(None, help="openai TTS: voice, or a comma list picked per source group"),
           progress: bool = typer.Option(True, help="show progress bars")):
-    """Build a dataset: manifests, word timings, planning, rendering, labelling, shards, card."""
+    """Build a dataset: manifests, writers, TTS, word timings, planning, rendering, labelling, shards, card."""
     from .build import BuildError, build as run_build
     from .catalog import CatalogError
     from .sources import LayoutError
 
     try:
         b = run_build(catalog, out, ray_address=ray_address, num_cpus=num_cpus, resume=resume,
-                      show_progress=progress, cache_dir=cache_dir)
+                      show_progress=progress, cache_dir=cache_dir,
+                      llm={"base_url": llm_base_url, "model": llm_model},
+                      tts={"backend": tts, "base_url": tts_base_url, "model": tts_model, "voice": tts_voice})
     except (BuildError, CatalogError, LayoutError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2)
@@ -150,6 +159,23 @@ def asr_check(clips: Path = typer.Option(..., help="clip manifest (.parquet) wit
     with progress_bar("asr-check", pq.read_metadata(clips).num_rows, progress) as advance:
         res = check_manifest(clips, out, progress=advance)
     err.print(json.dumps(res))
+
+
+@app.command()
+def devserver(port: int = typer.Option(8008, help="port on 127.0.0.1"),
+              slow_s: float = typer.Option(2.0, help="delay of the 'slow' fault")):
+    """Serve a local OpenAI-compatible endpoint (chat completions with JSON Schema, audio speech) for trials."""
+    import time
+
+    from .devserver import DevServer
+
+    srv = DevServer(port=port, slow_s=slow_s).start()
+    err.print(f"serving {srv.base_url} (Ctrl-C to stop)")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        srv.stop()
 
 
 def main() -> None:

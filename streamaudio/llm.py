@@ -84,6 +84,44 @@ def _retry_after(exc) -> float | None:
         return None
 
 
+def call_with_retries(request, stage: str, stats: StageStats, lock, cfg: LLMConfig, slots=None):
+    """Run ``request()`` (one HTTP call through the openai client) with retries: 429 waits
+    for Retry-After when the server sends it, 5xx/timeouts/connection errors back off
+    exponentially with jitter; other 4xx fail at once. Every attempt is counted."""
+    import contextlib
+
+    import openai
+
+    last = ""
+    for attempt in range(cfg.max_retries + 1):
+        with (slots or contextlib.nullcontext()):
+            with lock:
+                stats.requests += 1
+            try:
+                return request()
+            except openai.RateLimitError as exc:
+                wait, last = _retry_after(exc), "429 rate limited"
+            except openai.InternalServerError as exc:
+                wait, last = _retry_after(exc), f"{exc.status_code} server error"
+            except openai.APITimeoutError:
+                wait, last = None, f"timeout after {cfg.timeout_s}s"
+            except openai.APIConnectionError as exc:
+                wait, last = None, f"connection failed ({exc.__class__.__name__})"
+            except openai.APIStatusError as exc:  # 4xx other than 429: retrying will not help
+                with lock:
+                    stats.failures += 1
+                raise LLMError(f"{stage}: HTTP {exc.status_code}: {str(exc)[:200]}") from None
+        if attempt == cfg.max_retries:
+            break
+        with lock:
+            stats.retries += 1
+        backoff = min(cfg.max_backoff_s, cfg.backoff_s * 2 ** attempt) * (0.5 + random.random() / 2)
+        time.sleep(min(cfg.max_backoff_s, wait) if wait is not None else backoff)
+    with lock:
+        stats.failures += 1
+    raise LLMError(f"{stage}: gave up after {cfg.max_retries + 1} attempts: {last}")
+
+
 class LLMClient:
     def __init__(self, config: LLMConfig, cache_dir=None, usage: Usage | None = None):
         from openai import OpenAI
@@ -138,49 +176,22 @@ class LLMClient:
         raise LLMError(f"{stage}: reply still invalid after {cfg.max_repairs} repair(s): {problem}")
 
     def _chat(self, stage: str, messages, schema, name, sampling) -> str:
-        import openai
-
         cfg = self.config
         stats = self.usage.stage(stage)
-        last = ""
-        for attempt in range(cfg.max_retries + 1):
-            with self._slots:
-                with self.usage.lock:
-                    stats.requests += 1
-                try:
-                    resp = self.client.chat.completions.create(
-                        model=cfg.model, messages=messages,
-                        response_format={"type": "json_schema",
-                                         "json_schema": {"name": name, "schema": schema, "strict": True}},
-                        **{k: v for k, v in sampling.items() if v is not None},
-                    )
-                    u = getattr(resp, "usage", None)
-                    with self.usage.lock:
-                        stats.prompt_tokens += getattr(u, "prompt_tokens", 0) or 0
-                        stats.completion_tokens += getattr(u, "completion_tokens", 0) or 0
-                    content = resp.choices[0].message.content if resp.choices else None
-                    return content or ""
-                except openai.RateLimitError as exc:
-                    wait, last = _retry_after(exc), f"429 rate limited"
-                except openai.InternalServerError as exc:
-                    wait, last = _retry_after(exc), f"{exc.status_code} server error"
-                except openai.APITimeoutError:
-                    wait, last = None, f"timeout after {cfg.timeout_s}s"
-                except openai.APIConnectionError as exc:
-                    wait, last = None, f"connection failed ({exc.__class__.__name__})"
-                except openai.APIStatusError as exc:  # 4xx other than 429: retrying will not help
-                    with self.usage.lock:
-                        stats.failures += 1
-                    raise LLMError(f"{stage}: HTTP {exc.status_code}: {str(exc)[:200]}") from None
-            if attempt == cfg.max_retries:
-                break
+
+        def request():
+            resp = self.client.chat.completions.create(
+                model=cfg.model, messages=messages,
+                response_format={"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}},
+                **{k: v for k, v in sampling.items() if v is not None},
+            )
+            u = getattr(resp, "usage", None)
             with self.usage.lock:
-                stats.retries += 1
-            backoff = min(cfg.max_backoff_s, cfg.backoff_s * 2 ** attempt) * (0.5 + random.random() / 2)
-            time.sleep(min(cfg.max_backoff_s, wait) if wait is not None else backoff)
-        with self.usage.lock:
-            stats.failures += 1
-        raise LLMError(f"{stage}: gave up after {cfg.max_retries + 1} attempts: {last}")
+                stats.prompt_tokens += getattr(u, "prompt_tokens", 0) or 0
+                stats.completion_tokens += getattr(u, "completion_tokens", 0) or 0
+            return (resp.choices[0].message.content if resp.choices else None) or ""
+
+        return call_with_retries(request, stage, stats, self.usage.lock, cfg, self._slots)
 
     # ---------------------------------------------------------------- many calls
     def map_json(self, stage: str, requests: list[tuple[list[dict], dict]]) -> list[dict | LLMError]:

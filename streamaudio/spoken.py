@@ -72,35 +72,58 @@ def pick_voice(voices: list[Voice], group: str) -> Voice:
     return voices[h % len(voices)]
 
 
-def speak_row(row: dict, voice: Voice, cache_dir: Path, max_words: int = 60) -> dict:
-    """A text row -> a speech clip row (audio cached by content hash). Raises on failure."""
-    spoken = to_spoken_form(row["text"], max_words=max_words)
-    key = hashlib.sha256(f"espeak-ng|{voice.tag}|{SAMPLE_RATE}|{spoken}".encode()).hexdigest()
+def check_spoken(text: str, max_words: int = 60) -> str:
+    """What any writer's spoken form must satisfy before it is synthesized."""
+    t = " ".join(text.split())
+    if not re.search(r"[A-Za-z]", t):
+        raise SpokenFormError("nothing speakable in the spoken form")
+    n = len(t.split())
+    if n > max_words:
+        raise SpokenFormError(f"too long to speak as one turn ({n} words > {max_words})")
+    return t
+
+
+def speak_row(row: dict, tts, cache_dir: Path, spoken: str | None = None, text_by: str = WRITER_TAG,
+              max_words: int = 60) -> dict:
+    """A text row -> a speech clip row, audio cached by content hash (engine, voice, text).
+    ``tts`` is a backend from streamaudio.tts_backends, or an espeak Voice (fixed voice)."""
+    from .tts_backends import EspeakBackend, TTSConfig
+
+    if isinstance(tts, Voice):
+        voice = tts
+        tts = EspeakBackend(TTSConfig())
+        tts.voices = [voice]
+    spoken = check_spoken(spoken if spoken is not None else to_spoken_form(row["text"], max_words), max_words)
+    group = row["split_group"]
+    key = hashlib.sha256(repr([tts.cache_id(group), SAMPLE_RATE, spoken]).encode()).hexdigest()
     path = cache_dir / key[:2] / f"{key}.flac"
-    words_path = path.with_suffix(".words.tsv")
-    if path.exists() and words_path.exists():
-        info = sf.info(str(path))
-        frames, words = info.frames, _read_words(words_path)
+    meta_path = path.with_suffix(".words.tsv")
+    if path.exists() and meta_path.exists():
+        frames = sf.info(str(path)).frames
+        tag, words = _read_words(meta_path)
     else:
-        speech = synthesize(spoken, voice)
-        x = soxr.resample(speech.samples, speech.sample_rate, SAMPLE_RATE).astype(np.float32)
+        x, raw_words, tag = tts.synthesize(spoken, group)
+        if len(x) == 0:
+            raise TTSError("the engine produced no audio")
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = path.with_name(f".{path.name}.tmp")
         sf.write(str(tmp), x, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
         frames = len(x)
-        words = [{"text": w, "start_s": round(s, 4), "end_s": round(min(e, frames / SAMPLE_RATE), 4)} for w, s, e in speech.words]
-        words_path.write_text("".join(f"{w['text']}\t{w['start_s']}\t{w['end_s']}\n" for w in words))
+        words = [{"text": w, "start_s": round(a, 4), "end_s": round(min(b, frames / SAMPLE_RATE), 4)} for w, a, b in raw_words]
+        meta_path.write_text(f"#tag\t{tag}\n" + "".join(f"{w['text']}\t{w['start_s']}\t{w['end_s']}\n" for w in words))
         tmp.replace(path)
-    if not words:
-        raise TTSError("the engine reported no words")
+    has_words = bool(words)
     return {**row, "kind": "speech", "path": str(path), "offset_s": 0.0, "duration_s": frames / SAMPLE_RATE,
-            "sample_rate": SAMPLE_RATE, "text": spoken, "speaker": voice.tag, "words": words,
-            "words_by": "espeak-ng word events"}
+            "sample_rate": SAMPLE_RATE, "text": spoken, "speaker": tag, "words": words,
+            "words_by": "espeak-ng word events" if has_words else "", "text_by": text_by}
 
 
-def _read_words(path: Path) -> list[dict]:
-    out = []
+def _read_words(path: Path) -> tuple[str, list[dict]]:
+    tag, out = "", []
     for line in path.read_text().splitlines():
+        if line.startswith("#tag\t"):
+            tag = line.split("\t", 1)[1]
+            continue
         w, s, e = line.split("\t")
         out.append({"text": w, "start_s": float(s), "end_s": float(e)})
-    return out
+    return tag, out

@@ -28,6 +28,7 @@ CLIP_SCHEMA = pa.schema(
         pa.field("sample_rate", pa.int32()),
         pa.field("language", pa.string()),
         pa.field("text", pa.string()),
+        pa.field("text_by", pa.string()),  # who wrote `text`: "" (the source), a rule set or an LLM
         pa.field("speaker", pa.string()),
         pa.field("labels", pa.list_(pa.string())),
         pa.field("caption", pa.string()),
@@ -73,7 +74,7 @@ def clip_row(**kw) -> dict:
     """A clip row with every column present (defaults for what a corpus lacks)."""
     row = {
         "id": "", "corpus": "", "kind": "", "path": "", "offset_s": 0.0, "duration_s": 0.0,
-        "sample_rate": 0, "language": "", "text": "", "speaker": "", "labels": [], "caption": "",
+        "sample_rate": 0, "language": "", "text": "", "text_by": "", "speaker": "", "labels": [], "caption": "",
         "license": "", "split_group": "", "words": [], "words_by": "", "active_start_s": -1.0, "active_end_s": -1.0,
         "response": "",
     }

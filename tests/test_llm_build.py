@@ -1,0 +1,77 @@
+"""The demo catalog's chat sub-task built against a local OpenAI-compatible server
+(real HTTP, the real openai client): LLM spoken-form writer, OpenAI speech TTS,
+faults survived, and a rebuild that makes zero requests."""
+import hashlib
+import json
+import shutil
+
+import pyarrow.parquet as pq
+import pytest
+import ray
+import yaml
+
+from conftest import demo_catalog
+from streamaudio.build import Builder
+from streamaudio.catalog import load_catalog
+from streamaudio.devserver import DevServer
+from streamaudio.validate import validate
+
+
+def _catalog(tmp_path, fixture_root):
+    cat = yaml.safe_load(demo_catalog(tmp_path, fixture_root).read_text())
+    cat["subtasks"] = {"chat_single_turn": {"count": 6, "pools": {"speech": "ultrachat", "noise": "musan_noise"}}}
+    cat["sources"] = {k: v for k, v in cat["sources"].items() if k in ("ultrachat", "musan_noise")}
+    # one conversation the server always answers with broken JSON: it must end as a reject
+    uc = tmp_path / "ultrachat"
+    shutil.copytree(fixture_root / "ultrachat", uc)
+    with open(uc / "train_sft.jsonl", "a") as f:
+        f.write(json.dumps({"prompt_id": "poison", "messages": [
+            {"role": "user", "content": "[[fault:malformed]] Why is the sea salty?"},
+            {"role": "assistant", "content": "Rivers carry dissolved minerals into it."}]}) + "\n")
+    cat["sources"]["ultrachat"]["root"] = str(uc)
+    cat["sources"]["ultrachat"].pop("asr_check", None)
+    path = tmp_path / "llm.yaml"
+    path.write_text(yaml.safe_dump(cat))
+    return path
+
+
+def _build(cat, out, srv, cache):
+    ray.shutdown()
+    try:
+        return Builder(load_catalog(cat), out, num_cpus=2, show_progress=False, cache_dir=cache,
+                       llm={"base_url": srv.base_url, "model": "dev-model", "timeout_s": 1.0, "backoff_s": 0.05,
+                            "max_repairs": 1, "max_retries": 3},
+                       tts={"backend": "openai", "base_url": srv.base_url, "model": "dev-tts", "voice": "en-us,en",
+                            "timeout_s": 1.0}).run()
+    finally:
+        ray.shutdown()
+
+
+def test_llm_and_openai_tts_build_survives_faults_and_rebuilds_from_cache(tmp_path, fixture_root):
+    cat = _catalog(tmp_path, fixture_root)
+    with DevServer(slow_s=2.0, retry_after_s=0.1) as srv:
+        srv.faults.extend(["429", "500", "malformed", "schema", "slow"])
+        b = _build(cat, tmp_path / "a", srv, tmp_path / "cache")
+        first_requests = srv.requests
+        assert validate(tmp_path / "a").ok
+        stages = b["llm"]["stages"]["spoken_form"]
+        assert stages["retries"] >= 3 and stages["repairs"] >= 2 and stages["failures"] == 1
+        rejects = pq.read_table(tmp_path / "a" / "rejects.parquet").to_pylist()
+        poison = [r for r in rejects if r["item"] == "ultrachat:poison"]
+        assert len(poison) == 1 and poison[0]["stage"] == "write" and "not valid JSON" in poison[0]["reason"]
+        src = b["inputs"]["ultrachat"]
+        assert src["seen"] == src["used"] + src["rejected"]
+        prov = [p for f in (tmp_path / "a" / "data").rglob("*.parquet") for p in pq.read_table(f).column("provenance").to_pylist()]
+        assert prov and all(p["text_writer"] == "source-reply+llm:dev-model" for p in prov)
+        assert all(p["tts"].startswith("openai-tts:dev-tts/") for p in prov)
+        assert all(p["aligner"].startswith("pocketsphinx") for p in prov)  # speech without timings was aligned
+
+        b2 = _build(cat, tmp_path / "b", srv, tmp_path / "cache")
+        # the poison conversation is asked again (failures are not cached); nothing else is
+        assert srv.requests - first_requests == 2
+        assert b2["llm"]["stages"]["spoken_form"]["cache_hits"] == b2["llm"]["stages"]["spoken_form"]["calls"] - 1
+
+    def hashes(out):
+        return {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((out / "data").rglob("*.parquet"))}
+
+    assert hashes(tmp_path / "a") == hashes(tmp_path / "b")
