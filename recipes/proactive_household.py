@@ -47,7 +47,7 @@ def plan(ctx: PlanContext) -> EpisodePlan:
     prompts = ctx.tables["instructions"]["system_prompts"]
     return EpisodePlan(segments=segments, turns=turns, language="",
                        system_prompt=prompts[int(rng.integers(len(prompts)))], min_duration_s=t,
-                       text_writer="policy-table:proactive_household@1")
+                       text_writer=policy.get("writer", "policy-table:proactive_household@1"))
 
 
 RECIPE = Recipe(

@@ -314,11 +314,16 @@ class Builder:
 
     # ------------------------------------------------------------ stage 3: episodes
     def tasks(self, manifest_sha: dict[str, str]) -> list[ShardTask]:
+        from .writers import written_tables
+
         tasks = []
+        self.table_writers = {}
         for st, spec in sorted(self.catalog.subtasks.items()):
             recipe = self.recipes[st]
             recipe_sha = _sha_file(Path(recipe.module_path))
-            tables_sha = hashlib.sha256(json.dumps(recipe.load_tables(), sort_keys=True).encode()).hexdigest()
+            overrides, self.table_writers[st] = written_tables(self.llm, recipe)
+            tables = {**recipe.load_tables(), **overrides}
+            tables_sha = hashlib.sha256(json.dumps(tables, sort_keys=True).encode()).hexdigest()
             counts = self.catalog.split_counts(spec.count)
             for split in SPLITS:
                 n = counts.get(split, 0)
@@ -339,7 +344,7 @@ class Builder:
                         summary_path=str(self.work / "shards" / st / f"{fname}.json"),
                         pools=dict(spec.pools), recipe_dirs=[str(d) for d in self.catalog.recipe_dirs],
                         seed=self.catalog.seed, options=dict(spec.options), fingerprint=fp,
-                        chunk_s=self.catalog.chunk_s,
+                        chunk_s=self.catalog.chunk_s, tables=overrides or None,
                     ))
         return tasks
 
@@ -432,6 +437,7 @@ class Builder:
             **provenance,
             "llm": {"model": self.llm.config.model, "base_url": self.llm.config.base_url,
                     "stages": self.usage.as_dict()} if self.llm else None,
+            "tables": getattr(self, "table_writers", {}),
             "tts_backend": {k: v for k, v in asdict(self.tts_config).items() if k in ("backend", "base_url", "model", "voice")},
             "versions": _versions(),
             "run": {"elapsed_s": round(elapsed, 2), "shards": len(summaries), "shards_reused": reused},

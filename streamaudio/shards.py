@@ -67,6 +67,7 @@ class ShardTask:
     options: dict
     fingerprint: str
     chunk_s: float = CHUNK_S
+    tables: dict | None = None  # tables written for this build (LLM); None: the recipe's own files
 
     @property
     def name(self) -> str:
@@ -106,7 +107,7 @@ def plan_episode(task: ShardTask, episode_id: str, pools: dict[str, Pool], recip
 def run_shard(task: ShardTask, pools_by_split: dict[str, dict[str, list[dict]]]) -> dict:
     """Write one shard (temp name, then rename) and its summary; return the summary."""
     recipe = load_recipes(tuple(Path(d) for d in task.recipe_dirs))[task.subtask]
-    tables = recipe.load_tables()
+    tables = {**recipe.load_tables(), **(task.tables or {})}
     split_pools = pools_by_split[task.split]
     pools = {p: Pool(f"{src}/{task.split}", split_pools.get(src, [])) for p, src in task.pools.items()}
     rows, rejects, clips = [], [], {}

@@ -92,3 +92,24 @@ def test_map_keeps_order_and_bounds_concurrency(server, tmp_path):
     res = c.map_json("spoken_form", [([{"role": "user", "content": f"TEXT: {t}"}], SCHEMA) for t in texts])
     assert [r["spoken"] for r in res[:20]] == texts[:20]
     assert isinstance(res[20], LLMError)
+
+
+def test_writers_fill_tables_and_fall_back_offline_with_the_reason(server, tmp_path):
+    from streamaudio.plan import load_recipes
+    from streamaudio.writers import N_INSTRUCTIONS, written_tables
+
+    recipe = load_recipes()["proactive_household"]
+    c = client(server, tmp_path)
+    overrides, report = written_tables(c, recipe)
+    assert report == {"policy": "llm:dev-model", "instructions": "llm:dev-model"}
+    assert len(overrides["instructions"]["system_prompts"]) == N_INSTRUCTIONS
+    for label, entry in overrides["policy"]["labels"].items():
+        if entry["action"] == "respond":
+            assert len(entry["replies"]) == 3 and all(r.startswith("replies") for r in entry["replies"])
+        else:
+            assert "replies" not in entry
+    assert written_tables(None, recipe) == ({}, {"policy": "offline table", "instructions": "offline table"})
+    server.faults.extend(["schema"] * 10)
+    bad = client(server, tmp_path / "other", max_repairs=0)
+    overrides, report = written_tables(bad, recipe)
+    assert report["policy"].startswith("offline table (LLM failed") and "policy" not in overrides

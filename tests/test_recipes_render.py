@@ -198,3 +198,14 @@ def test_gain_and_background_loop(tmp_path):
     assert r.segments[0]["end_s"] == r.duration_s  # the bed covers the whole episode
     tail = x[-1600:]
     assert 10 * np.log10(np.mean(tail ** 2)) > -60  # ... including its last chunk, looped from 0.5 s of noise
+
+
+def test_instruction_banks_have_at_least_20_paraphrases():
+    import yaml
+
+    from streamaudio.format import MANIFESTS_DIR
+
+    for path in sorted((MANIFESTS_DIR / "instructions").glob("*.yaml")):
+        prompts = yaml.safe_load(path.read_text())["system_prompts"]
+        assert len(prompts) >= 20, path
+        assert len(set(prompts)) == len(prompts), path
