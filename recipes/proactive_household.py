@@ -1,7 +1,10 @@
 """proactive_household: household sound events over a quiet background bed. The
-policy table (manifests/policy/proactive_household.yaml) decides which events get a
-helpful reply shortly after they end and which get an explicit stay-silent turn."""
-from streamaudio.plan import EpisodePlan, PlanContext, Recipe, SegmentPlan, TurnPlan
+events follow a curated scenario (streamaudio.curation: planned, grounded in the
+clip pool and checked at build time). The policy table
+(manifests/policy/proactive_household.yaml) decides which events get a helpful reply
+shortly after they end and which get an explicit stay-silent turn."""
+from streamaudio.curation import ground
+from streamaudio.plan import EpisodePlan, PlanContext, PlanError, Recipe, SegmentPlan, TurnPlan
 
 PAD_BEFORE_S, PAD_AFTER_S = 0.2, 0.3  # keep a little of the clip around its active span
 
@@ -14,14 +17,29 @@ def decision(labels: list[str], policy: dict) -> tuple[str, dict] | None:
     return next(((l, p) for l, p in known if p["action"] == "respond"), known[0])
 
 
+def from_scenario(ctx: PlanContext, scenarios: list[dict]) -> list[dict]:
+    """Clips for a curated scenario, grounded in this split's pool; a scenario whose
+    events cannot all be grounded here is skipped for another one."""
+    rng = ctx.rng
+    for k in rng.permutation(len(scenarios)):
+        clips = [ground(e, ctx.pools["events"].rows, rng) for e in scenarios[int(k)]["events"]]
+        if all(clips):
+            return clips
+    raise PlanError(f"no curated scenario can be grounded in the {ctx.split} pool")
+
+
 def plan(ctx: PlanContext) -> EpisodePlan:
     rng = ctx.rng
     policy = ctx.tables["policy"]
     usable = lambda r: r["active_start_s"] >= 0 and decision(r["labels"], policy["labels"]) is not None
     acts = lambda r: usable(r) and decision(r["labels"], policy["labels"])[1]["action"] == "respond"
-    events = ctx.pools["events"].sample(rng, int(rng.integers(3, 7)), where=usable)
-    if not any(acts(e) for e in events):  # every episode teaches at least one reply
-        events[int(rng.integers(len(events)))] = ctx.pools["events"].choice(rng, where=acts)
+    scenarios = (ctx.tables.get("scenarios") or {}).get("by_split", {}).get(ctx.split)
+    if scenarios:
+        events = from_scenario(ctx, scenarios)
+    else:  # no curation ran (a bare planning call): random events, at least one that needs a reply
+        events = ctx.pools["events"].sample(rng, int(rng.integers(3, 7)), where=usable)
+        if not any(acts(e) for e in events):
+            events[int(rng.integers(len(events)))] = ctx.pools["events"].choice(rng, where=acts)
     bed = ctx.pools["noise"].choice(rng)
     segments = [SegmentPlan(clip=bed, start_s=0.0, kind="noise", role="background",
                             gain_db=float(rng.uniform(-34.0, -24.0)), loop_to_end=True)]
@@ -53,6 +71,7 @@ def plan(ctx: PlanContext) -> EpisodePlan:
 RECIPE = Recipe(
     subtask="proactive_household", ability="proactive_response", version="1",
     pools={"events": "sound", "noise": "noise"},
-    tables={"policy": "policy/proactive_household.yaml", "instructions": "instructions/proactive_household.yaml"},
+    tables={"policy": "policy/proactive_household.yaml", "instructions": "instructions/proactive_household.yaml",
+            "curation": "curation/household_settings.yaml"},
     plan=plan, description=__doc__,
 )

@@ -313,15 +313,33 @@ class Builder:
         return out
 
     # ------------------------------------------------------------ stage 3: episodes
-    def tasks(self, manifest_sha: dict[str, str]) -> list[ShardTask]:
+    def tasks(self, manifest_sha: dict[str, str], pool_rows: dict[str, dict[str, list[dict]]],
+              rejects: list[dict]) -> list[ShardTask]:
+        from .curation import curate
         from .writers import written_tables
 
         tasks = []
         self.table_writers = {}
+        self.curation = {}
         for st, spec in sorted(self.catalog.subtasks.items()):
             recipe = self.recipes[st]
             recipe_sha = _sha_file(Path(recipe.module_path))
             overrides, self.table_writers[st] = written_tables(self.llm, recipe)
+            if "curation" in recipe.tables:
+                # hierarchical event curation over the clips of the recipe's event pool
+                # per split, so every scenario can be grounded in the clips its episodes may use
+                tables = {**recipe.load_tables(), **overrides}
+                events_src = spec.pools[recipe.curation_pool]
+                by_split, writer = {}, ""
+                for split in SPLITS:
+                    scenarios, dropped = curate(self.llm, tables["curation"], pool_rows[split][events_src],
+                                                tables["policy"]["labels"], self.catalog.seed)
+                    by_split[split], writer = scenarios["scenarios"], scenarios["writer"]
+                    self.curation.setdefault(st, {})[split] = {"kept": len(scenarios["scenarios"]), "dropped": len(dropped)}
+                    rejects += [{"stage": "curate", "source": st, "item": f"{split}/{d['title']}", "reason": d["reason"]}
+                                for d in dropped]
+                overrides["scenarios"] = {"writer": writer, "by_split": by_split}
+                self.table_writers[st]["scenarios"] = writer
             tables = {**recipe.load_tables(), **overrides}
             tables_sha = hashlib.sha256(json.dumps(tables, sort_keys=True).encode()).hexdigest()
             counts = self.catalog.split_counts(spec.count)
@@ -366,7 +384,7 @@ class Builder:
             for s in SPLITS:
                 pools_by_split[s][name] = [r for r in rows if split_of[r["split_group"]] == s]
 
-        tasks = self.tasks(manifest_sha)
+        tasks = self.tasks(manifest_sha, pools_by_split, rejects)
         summaries, todo = [], []
         for t in tasks:
             done = finished_summary(t) if self.resume else None
@@ -438,6 +456,7 @@ class Builder:
             "llm": {"model": self.llm.config.model, "base_url": self.llm.config.base_url,
                     "stages": self.usage.as_dict()} if self.llm else None,
             "tables": getattr(self, "table_writers", {}),
+            "curation": getattr(self, "curation", {}),
             "tts_backend": {k: v for k, v in asdict(self.tts_config).items() if k in ("backend", "base_url", "model", "voice")},
             "versions": _versions(),
             "run": {"elapsed_s": round(elapsed, 2), "shards": len(summaries), "shards_reused": reused},

@@ -57,8 +57,10 @@ def build(catalog: Path = typer.Option(..., help="catalog YAML (see manifests/de
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2)
     e = b["episodes"]
+    by = b["rejects"]["by_stage"]
+    inputs = sum(v for k, v in by.items() if k not in ("plan", "render", "label", "curate"))
     err.print(f"built {out}: {e['written']} episodes ({b['hours']:.3f} h) in {len(b['subtasks'])} sub-tasks; "
-              f"{e['rejected']} episodes and {b['rejects']['total'] - e['rejected']} inputs rejected "
+              f"rejected: {e['rejected']} episodes, {inputs} inputs, {by.get('curate', 0)} scenario drafts "
               f"(see rejects.parquet)")
 
 

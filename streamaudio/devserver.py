@@ -15,6 +15,7 @@ or forced for every request whose text contains ``[[fault:NAME]]``:
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -28,8 +29,9 @@ FAULTS = ("429", "500", "slow", "malformed", "schema")
 
 def _value_for(schema: dict, text: str, name: str = ""):
     t = schema.get("type")
-    if "enum" in schema:
-        return schema["enum"][0]
+    if "enum" in schema:  # a stable but varied pick, so arrays of enums are not all alike
+        h = int(hashlib.sha256(f"{name}|{text}".encode()).hexdigest()[:8], 16)
+        return schema["enum"][h % len(schema["enum"])]
     if "const" in schema:
         return schema["const"]
     if t == "object":
@@ -93,6 +95,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(500, b'{"error": {"message": "boom", "type": "server_error"}}')
         if fault == "slow":
             time.sleep(srv.slow_s)
+        elif srv.latency_s:
+            time.sleep(srv.latency_s)  # a model's think time, for throughput benchmarks
         if self.path.endswith("/chat/completions"):
             return self._chat(req, fault)
         if self.path.endswith("/audio/speech"):
@@ -149,6 +153,7 @@ class DevServer(ThreadingHTTPServer):
         self.counts: Counter = Counter()
         self.lock = threading.Lock()
         self.slow_s, self.retry_after_s = slow_s, retry_after_s
+        self.latency_s = 0.0
         self._thread: threading.Thread | None = None
 
     @property

@@ -107,6 +107,7 @@ class Recipe:
     tables: dict[str, str] = field(default_factory=dict)  # table name -> path under manifests/
     description: str = ""
     module_path: str = ""
+    curation_pool: str = "events"  # with a "curation" table: the pool whose clips scenarios are grounded in
 
     def load_tables(self) -> dict[str, dict]:
         return {name: _load_table(rel) for name, rel in self.tables.items()}
