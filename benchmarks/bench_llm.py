@@ -19,35 +19,63 @@ SCHEMA = {"type": "object", "additionalProperties": False, "required": ["spoken"
           "properties": {"spoken": {"type": "string", "minLength": 1}}}
 
 
-def rps(server, concurrency: int, n: int, latency_s: float, cache_dir: str | None) -> dict:
+def rps(base_url: str, concurrency: int, n: int, latency_s: float, cache_dir: str | None) -> dict:
     from streamaudio.llm import LLMClient, LLMConfig
 
-    server.latency_s = latency_s
-    c = LLMClient(LLMConfig(base_url=server.base_url, model="bench", concurrency=concurrency, timeout_s=30),
+    c = LLMClient(LLMConfig(base_url=base_url, model="bench", concurrency=concurrency, timeout_s=30),
                   cache_dir=cache_dir)
     reqs = [([{"role": "user", "content": f"TEXT: question number {i} at c{concurrency} l{latency_s}"}], SCHEMA)
             for i in range(n)]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     res = c.map_json("bench", reqs)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     assert all(isinstance(r, dict) for r in res)
     s = c.usage.as_dict()["bench"]
     return {"concurrency": concurrency, "latency_ms": latency_s * 1000, "calls": n, "http_requests": s["requests"],
-            "cache_hits": s["cache_hits"], "wall_s": round(wall, 3), "calls_per_s": round(n / wall, 1)}
+            "cache_hits": s["cache_hits"], "wall_s": round(wall, 3), "calls_per_s": round(n / wall, 1),
+            # the client's own CPU per call: 1000 / this is what one core of client could sustain
+            "client_cpu_ms_per_call": round(cpu / n * 1000, 2)}
+
+
+class ServerProcess:
+    """The dev server in its own process, so the client's cost is measured alone."""
+
+    def __init__(self, port: int, latency_ms: float):
+        self.port, self.latency_ms = port, latency_ms
+
+    def __enter__(self):
+        import socket
+        import subprocess
+        import sys
+
+        self.proc = subprocess.Popen([sys.executable, "-m", "streamaudio", "devserver", "--port", str(self.port),
+                                      "--latency-ms", str(self.latency_ms)], stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        self.proc.wait()
 
 
 def main() -> None:
-    from streamaudio.devserver import DevServer
     from streamaudio.tts import Voice, synthesize
 
-    out = {"machine": f"{platform.machine()}, Python {platform.python_version()}", "llm": [], "cache": None}
-    with DevServer() as srv:
-        for latency in (0.0, 0.05):
+    out = {"machine": f"{platform.machine()}, Python {platform.python_version()}",
+           "note": "server in a separate process on the same 2-core machine", "llm": [], "cache": None}
+    for k, latency in enumerate((0.0, 0.05)):
+        with ServerProcess(18700 + k, latency * 1000) as url:
             for conc in (1, 8, 32):
-                out["llm"].append(rps(srv, conc, 200 if latency == 0 else 64 * max(1, conc // 4), latency, None))
-        with tempfile.TemporaryDirectory() as d:
-            first = rps(srv, 8, 200, 0.0, d)
-            again = rps(srv, 8, 200, 0.0, d)
+                out["llm"].append(rps(url, conc, 200 if latency == 0 else 32 * conc, latency, None))
+            if latency == 0:
+                with tempfile.TemporaryDirectory() as d:
+                    first = rps(url, 8, 200, 0.0, d)
+                    again = rps(url, 8, 200, 0.0, d)
             out["cache"] = {"first_http_requests": first["http_requests"], "rebuild_http_requests": again["http_requests"],
                             "rebuild_hit_rate": round(again["cache_hits"] / again["calls"], 3),
                             "rebuild_calls_per_s": again["calls_per_s"]}

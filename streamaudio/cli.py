@@ -165,13 +165,16 @@ def asr_check(clips: Path = typer.Option(..., help="clip manifest (.parquet) wit
 
 @app.command()
 def devserver(port: int = typer.Option(8008, help="port on 127.0.0.1"),
-              slow_s: float = typer.Option(2.0, help="delay of the 'slow' fault")):
+              slow_s: float = typer.Option(2.0, help="delay of the 'slow' fault"),
+              latency_ms: float = typer.Option(0.0, help="delay of every answer (a model's think time)")):
     """Serve a local OpenAI-compatible endpoint (chat completions with JSON Schema, audio speech) for trials."""
     import time
 
     from .devserver import DevServer
 
-    srv = DevServer(port=port, slow_s=slow_s).start()
+    srv = DevServer(port=port, slow_s=slow_s)
+    srv.latency_s = latency_ms / 1000
+    srv.start()
     err.print(f"serving {srv.base_url} (Ctrl-C to stop)")
     try:
         while True:

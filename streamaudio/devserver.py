@@ -146,6 +146,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class DevServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 256  # the default backlog of 5 refuses bursts of concurrent clients
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, slow_s: float = 2.0, retry_after_s: float = 0.2):
         super().__init__((host, port), _Handler)
