@@ -36,7 +36,7 @@ def _value_for(schema: dict, text: str, name: str = ""):
         return schema["const"]
     if t == "object":
         props = schema.get("properties", {})
-        return {k: _value_for(v, text, k) for k, v in props.items()}
+        return {k: _value_for(v, text, f"{name}.{k}" if name else k) for k, v in props.items()}
     if t == "array":
         n = max(1, schema.get("minItems", 1))
         return [_value_for(schema.get("items", {}), text, f"{name}{i}") for i in range(n)]
@@ -46,6 +46,7 @@ def _value_for(schema: dict, text: str, name: str = ""):
         return float(schema.get("minimum", 1.0))
     if t == "boolean":
         return True
+    name = name.rsplit(".", 1)[-1].rstrip("0123456789") if t == "string" and "enum" not in schema else name
     if name == "spoken":
         # a crude "rewrite": what a model would keep when asked to speak the text
         spoken = re.sub(r"https?://\S+", "a link", text)

@@ -88,6 +88,9 @@ def plan_episode(task: ShardTask, episode_id: str, pools: dict[str, Pool], recip
                       rng=np.random.default_rng(seed), pools=pools, tables=tables, options=task.options,
                       chunk_s=task.chunk_s)
     plan = recipe.plan(ctx)
+    writer = (tables.get("instructions") or {}).get("writer")
+    if writer and plan.system_prompt:  # the system prompt came from an LLM-written pool: say so
+        plan.text_writer = f"{plan.text_writer}; instructions:{writer}" if plan.text_writer else f"instructions:{writer}"
     rendered = render(plan, task.chunk_s)
     turns, labels = label_turns(plan.turns, rendered.duration_s, task.chunk_s)
     row = {

@@ -18,9 +18,7 @@ from streamaudio.validate import validate
 
 
 def _catalog(tmp_path, fixture_root):
-    cat = yaml.safe_load(demo_catalog(tmp_path, fixture_root).read_text())
-    cat["subtasks"] = {"chat_single_turn": {"count": 6, "pools": {"speech": "ultrachat", "noise": "musan_noise"}}}
-    cat["sources"] = {k: v for k, v in cat["sources"].items() if k in ("ultrachat", "musan_noise")}
+    cat = yaml.safe_load(demo_catalog(tmp_path, fixture_root).read_text())  # the whole demo catalog
     # one conversation the server always answers with broken JSON: it must end as a reject
     uc = tmp_path / "ultrachat"
     shutil.copytree(fixture_root / "ultrachat", uc)
@@ -29,7 +27,6 @@ def _catalog(tmp_path, fixture_root):
             {"role": "user", "content": "[[fault:malformed]] Why is the sea salty?"},
             {"role": "assistant", "content": "Rivers carry dissolved minerals into it."}]}) + "\n")
     cat["sources"]["ultrachat"]["root"] = str(uc)
-    cat["sources"]["ultrachat"].pop("asr_check", None)
     path = tmp_path / "llm.yaml"
     path.write_text(yaml.safe_dump(cat))
     return path
@@ -61,15 +58,25 @@ def test_llm_and_openai_tts_build_survives_faults_and_rebuilds_from_cache(tmp_pa
         assert len(poison) == 1 and poison[0]["stage"] == "write" and "not valid JSON" in poison[0]["reason"]
         src = b["inputs"]["ultrachat"]
         assert src["seen"] == src["used"] + src["rejected"]
-        prov = [p for f in (tmp_path / "a" / "data").rglob("*.parquet") for p in pq.read_table(f).column("provenance").to_pylist()]
-        assert prov and all(p["text_writer"] == "source-reply+llm:dev-model" for p in prov)
-        assert all(p["tts"].startswith("openai-tts:dev-tts/") for p in prov)
-        assert all(p["aligner"].startswith("pocketsphinx") for p in prov)  # speech without timings was aligned
+        prov = {}
+        for f in (tmp_path / "a" / "data").rglob("*.parquet"):
+            for p in pq.read_table(f).column("provenance").to_pylist():
+                prov.setdefault(p["recipe"], []).append(p)
+        assert set(prov) == {"asr_utterance", "asr_incremental", "chat_single_turn", "proactive_household"}
+        chat = prov["chat_single_turn"]
+        assert all(p["text_writer"].startswith("source-reply+llm:dev-model") for p in chat)
+        assert all(p["tts"].startswith("openai-tts:dev-tts/") for p in chat)
+        assert all(p["aligner"].startswith("pocketsphinx") for p in chat)  # speech without timings was aligned
+        assert all("llm:dev-model" in p["text_writer"] for ps in prov.values() for p in ps)
+        assert set(b["tables"]["proactive_household"].values()) == {"llm:dev-model"}
 
         b2 = _build(cat, tmp_path / "b", srv, tmp_path / "cache")
         # the poison conversation is asked again (failures are not cached); nothing else is
         assert srv.requests - first_requests == 2
         assert b2["llm"]["stages"]["spoken_form"]["cache_hits"] == b2["llm"]["stages"]["spoken_form"]["calls"] - 1
+        for name, st in b2["llm"]["stages"].items():
+            if name != "spoken_form":
+                assert st["requests"] == 0 and st["cache_hits"] == st["calls"] > 0, name
 
     def hashes(out):
         return {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((out / "data").rglob("*.parquet"))}
