@@ -2,15 +2,13 @@
 words whose (aligned) end falls in that chunk. Chunks that complete no word stay
 silent. Needs word timings: clips without them are never drawn."""
 from streamaudio.format import chunk_of
-from streamaudio.plan import EpisodePlan, PlanContext, Recipe, SegmentPlan, TurnPlan
+from streamaudio.plan import EpisodePlan, PlanContext, Recipe, SegmentPlan, TurnPlan, background_bed
 
 
 def plan(ctx: PlanContext) -> EpisodePlan:
     rng = ctx.rng
     utterances = ctx.pools["speech"].sample(rng, int(rng.integers(1, 4)), where=lambda r: bool(r["words"]))
-    bed = ctx.pools["noise"].choice(rng)
-    segments = [SegmentPlan(clip=bed, start_s=0.0, kind="noise", role="background",
-                            gain_db=float(rng.uniform(-24.0, -12.0)), loop_to_end=True)]
+    segments = [background_bed(ctx.pools["noise"].choice(rng), float(rng.uniform(-24.0, -12.0)))]
     turns = []
     t = float(rng.uniform(0.4, 1.2))
     for u in utterances:

@@ -1,6 +1,6 @@
 """asr_utterance: 3-8 read utterances separated by noise-filled gaps; after each
 utterance, respond with its transcript."""
-from streamaudio.plan import EpisodePlan, PlanContext, Recipe, SegmentPlan, TurnPlan
+from streamaudio.plan import EpisodePlan, PlanContext, Recipe, SegmentPlan, TurnPlan, background_bed
 
 
 def speech_end(clip: dict) -> float:
@@ -13,9 +13,7 @@ def speech_end(clip: dict) -> float:
 def plan(ctx: PlanContext) -> EpisodePlan:
     rng = ctx.rng
     utterances = ctx.pools["speech"].sample(rng, int(rng.integers(3, 9)))
-    bed = ctx.pools["noise"].choice(rng)
-    segments = [SegmentPlan(clip=bed, start_s=0.0, kind="noise", role="background",
-                            gain_db=float(rng.uniform(-24.0, -12.0)), loop_to_end=True)]
+    segments = [background_bed(ctx.pools["noise"].choice(rng), float(rng.uniform(-24.0, -12.0)))]
     turns = []
     t = float(rng.uniform(0.4, 1.2))
     for u in utterances:

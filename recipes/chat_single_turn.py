@@ -1,7 +1,7 @@
 """chat_single_turn: one spoken user question (a chat source's first user message,
 rewritten to spoken form and synthesized); respond with the source's reply when the
 question's last word ends."""
-from streamaudio.plan import EpisodePlan, PlanContext, PlanError, Recipe, SegmentPlan, TurnPlan
+from streamaudio.plan import EpisodePlan, PlanContext, PlanError, Recipe, SegmentPlan, TurnPlan, background_bed
 
 
 def plan(ctx: PlanContext) -> EpisodePlan:
@@ -15,8 +15,7 @@ def plan(ctx: PlanContext) -> EpisodePlan:
     prompts = ctx.tables["instructions"]["system_prompts"]
     return EpisodePlan(
         segments=[
-            SegmentPlan(clip=bed, start_s=0.0, kind="noise", role="background",
-                        gain_db=float(rng.uniform(-30.0, -18.0)), loop_to_end=True),
+            background_bed(bed, float(rng.uniform(-30.0, -18.0))),
             SegmentPlan(clip=question, start_s=lead, kind="speech", role="user"),
         ],
         turns=[TurnPlan(trigger_s=trigger, kind="respond", text=question["response"])],

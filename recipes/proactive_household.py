@@ -4,7 +4,7 @@ clip pool and checked at build time). The policy table
 (manifests/policy/proactive_household.yaml) decides which events get a helpful reply
 shortly after they end and which get an explicit stay-silent turn."""
 from streamaudio.curation import ground
-from streamaudio.plan import EpisodePlan, PlanContext, PlanError, Recipe, SegmentPlan, TurnPlan
+from streamaudio.plan import EpisodePlan, PlanContext, PlanError, Recipe, SegmentPlan, TurnPlan, background_bed
 
 PAD_BEFORE_S, PAD_AFTER_S = 0.2, 0.3  # keep a little of the clip around its active span
 
@@ -41,8 +41,7 @@ def plan(ctx: PlanContext) -> EpisodePlan:
         if not any(acts(e) for e in events):
             events[int(rng.integers(len(events)))] = ctx.pools["events"].choice(rng, where=acts)
     bed = ctx.pools["noise"].choice(rng)
-    segments = [SegmentPlan(clip=bed, start_s=0.0, kind="noise", role="background",
-                            gain_db=float(rng.uniform(-34.0, -24.0)), loop_to_end=True)]
+    segments = [background_bed(bed, float(rng.uniform(-34.0, -24.0)))]
     turns = []
     lo, hi = policy["delay_s"]
     t = float(rng.uniform(0.8, 2.0))

@@ -254,13 +254,8 @@ class Builder:
 
         need = [r for r in rows if r["kind"] == "speech" and r["text"].strip() and not r["words"]]
         results: dict[str, dict] = {}
-
         with progress_bar(f"align {name}", len(need), self.show_progress) as advance:
-            def collect(t: pa.Table) -> None:
-                for r in t.to_pylist():
-                    results[r["id"]] = r
-                advance(t.num_rows)
-
+            collect = _collector(results, advance)
             run_alignment(pa.Table.from_pylist(need, CLIP_SCHEMA), cfg["backend"], model_dir=cfg.get("model_dir"),
                           cache_dir=str(self.cache_dir), actors=cfg.get("actors"),
                           gpus_per_actor=cfg.get("gpus_per_actor", 0.0), on_batch=collect)
@@ -288,12 +283,7 @@ class Builder:
         speech = [r for r in rows if r["kind"] == "speech" and r["text"].strip()]
         results: dict[str, dict] = {}
         with progress_bar(f"asr-check {name}", len(speech), self.show_progress) as advance:
-            def collect(t: pa.Table) -> None:
-                for r in t.to_pylist():
-                    results[r["id"]] = r
-                advance(t.num_rows)
-
-            run_asr_check(pa.Table.from_pylist(speech, CLIP_SCHEMA), on_batch=collect)
+            run_asr_check(pa.Table.from_pylist(speech, CLIP_SCHEMA), on_batch=_collector(results, advance))
         out = []
         for r in rows:
             res = results.get(r["id"])
@@ -475,6 +465,16 @@ class Builder:
                         vals[k].add(p[k].split("/")[0])
             vals["languages"].update(t.column("language").to_pylist())
         return {k: sorted(v) for k, v in vals.items()}
+
+
+def _collector(results: dict, advance):
+    """An on_batch callback for actor stages: results by clip id, and progress."""
+    def collect(t: pa.Table) -> None:
+        for r in t.to_pylist():
+            results[r["id"]] = r
+        advance(t.num_rows)
+
+    return collect
 
 
 def _load_yaml(path: Path) -> dict:

@@ -40,6 +40,11 @@ class SegmentPlan:
     labels: list[str] | None = None  # None: the clip's labels
 
 
+def background_bed(clip: dict, gain_db: float) -> SegmentPlan:
+    """A noise bed under the whole episode: starts at 0, loops to the end (with crossfades)."""
+    return SegmentPlan(clip=clip, start_s=0.0, kind="noise", role="background", gain_db=gain_db, loop_to_end=True)
+
+
 @dataclass
 class TurnPlan:
     trigger_s: float
