@@ -23,6 +23,9 @@ import jsonschema
 from .cache import DiskCache, content_key
 
 
+FAILURE_KEY = "__streamaudio_llm_failure__"
+
+
 class LLMError(RuntimeError):
     """A request failed for good (retries and repairs used up); the message is a reject reason."""
 
@@ -147,6 +150,10 @@ class LLMClient:
             if hit is not None:
                 with self.usage.lock:
                     stats.cache_hits += 1
+                if isinstance(hit, dict) and set(hit) == {FAILURE_KEY}:
+                    with self.usage.lock:
+                        stats.failures += 1
+                    raise LLMError(f"{hit[FAILURE_KEY]} (cached)")
                 return hit
         convo = list(messages)
         validator = jsonschema.Draft202012Validator(schema)
@@ -173,7 +180,12 @@ class LLMClient:
                 ]
         with self.usage.lock:
             stats.failures += 1
-        raise LLMError(f"{stage}: reply still invalid after {cfg.max_repairs} repair(s): {problem}")
+        reason = f"{stage}: reply still invalid after {cfg.max_repairs} repair(s): {problem}"
+        if self.cache is not None:
+            # the model answered, badly, every time: asking the same prompt again gives the same
+            # answer, so a rebuild reuses the verdict. Rate limits, timeouts and 5xx are never cached.
+            self.cache.put_json(key, {FAILURE_KEY: reason})
+        raise LLMError(reason)
 
     def _chat(self, stage: str, messages, schema, name, sampling) -> str:
         cfg = self.config

@@ -82,8 +82,18 @@ def test_permanent_faults_end_in_a_reason_not_a_crash(server, tmp_path, fault, r
     with pytest.raises(LLMError, match=reason):
         ask(c, f"[[fault:{fault}]] hello")
     assert c.usage.as_dict()["spoken_form"]["failures"] == 1
-    # nothing invalid was cached
-    assert not list((tmp_path / "cache").rglob("*.json"))
+    before = server.requests
+    c2 = client(server, tmp_path, max_retries=2, max_repairs=1)
+    if fault in ("malformed", "schema"):
+        # the model's invalid answer is a verdict a rebuild reuses, without asking again
+        with pytest.raises(LLMError, match="cached"):
+            ask(c2, f"[[fault:{fault}]] hello")
+        assert server.requests == before
+    else:
+        # rate limits and server errors are never cached: the next build asks again
+        with pytest.raises(LLMError):
+            ask(c2, f"[[fault:{fault}]] hello")
+        assert server.requests > before
 
 
 def test_map_keeps_order_and_bounds_concurrency(server, tmp_path):
