@@ -81,3 +81,25 @@ def test_llm_and_openai_tts_build_survives_faults_and_rebuilds_from_cache(tmp_pa
         return {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((out / "data").rglob("*.parquet"))}
 
     assert hashes(tmp_path / "a") == hashes(tmp_path / "b")
+
+
+def test_cli_flags_build_the_demo_catalog_with_llm_and_openai_tts(tmp_path, fixture_root):
+    """`streamaudio build --llm-base-url ... --tts openai ...` on the demo catalog, as a user runs it."""
+    import subprocess
+    import sys
+
+    cat = demo_catalog(tmp_path, fixture_root)
+    out = tmp_path / "demo"
+    with DevServer() as srv:
+        cli = subprocess.run([sys.executable, "-m", "streamaudio", "build", "--catalog", str(cat), "--out", str(out),
+                              "--no-progress", "--num-cpus", "2", "--llm-base-url", srv.base_url, "--llm-model", "dev-model",
+                              "--tts", "openai", "--tts-base-url", srv.base_url, "--tts-model", "dev-tts",
+                              "--tts-voice", "en-us"], capture_output=True, text=True, env={**__import__("os").environ,
+                                                                                        "OPENAI_API_KEY": "test"})
+        assert cli.returncode == 0, cli.stderr[-2000:]
+        assert srv.requests > 0
+    v = subprocess.run([sys.executable, "-m", "streamaudio", "validate", str(out)], capture_output=True, text=True)
+    assert v.returncode == 0, v.stderr
+    b = json.loads((out / "build.json").read_text())
+    assert b["llm"]["model"] == "dev-model" and b["tts_backend"]["backend"] == "openai"
+    assert "openai-tts:dev-tts" in b["tts"] and any("llm:dev-model" in w for w in b["text_writer"])
