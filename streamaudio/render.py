@@ -100,23 +100,33 @@ def _words(seg: SegmentPlan, start_s: float, end_s: float) -> list[dict]:
 def render(plan: EpisodePlan, chunk_s: float = CHUNK_S) -> RenderedEpisode:
     if not plan.segments:
         raise PlanError("episode has no segments")
-    loaded = []
     for seg in plan.segments:
         if seg.start_s < 0:
             raise PlanError(f"segment starts before the episode ({seg.start_s})")
-        x = load_clip(seg.clip, seg.clip_start_s, None if seg.loop_to_end else seg.clip_dur_s)
+
+    def prepared(seg: SegmentPlan, dur_s: float | None) -> np.ndarray:
+        x = load_clip(seg.clip, seg.clip_start_s, dur_s)
         if len(x) == 0:
             raise RenderError(f"{seg.clip['id']}: no audio")
         level = active_level_db(x)
         if level < -90:
             raise RenderError(f"{seg.clip['id']}: clip is digital silence")
         x *= np.float32(10 ** ((REFERENCE_DBFS + seg.gain_db - level) / 20))
-        loaded.append(x)
+        return x
 
-    ends = [s.start_s + len(x) / SAMPLE_RATE for s, x in zip(plan.segments, loaded) if not s.loop_to_end]
+    # foreground first: it fixes the episode's length, so a background bed is read
+    # only as far as it is needed (a bed longer than the episode is never decoded whole)
+    loaded: dict[int, np.ndarray] = {i: prepared(s, s.clip_dur_s) for i, s in enumerate(plan.segments) if not s.loop_to_end}
+    ends = [plan.segments[i].start_s + len(x) / SAMPLE_RATE for i, x in loaded.items()]
     triggers = [t.trigger_s for t in plan.turns]
     duration_s = round_up_to_chunk(max([plan.min_duration_s, *ends, *triggers, chunk_s]), chunk_s)
     n = int(round(duration_s * SAMPLE_RATE))
+    for i, seg in enumerate(plan.segments):
+        if seg.loop_to_end:
+            avail = seg.clip["duration_s"] - seg.clip_start_s
+            need = (n - int(round(seg.start_s * SAMPLE_RATE))) / SAMPLE_RATE
+            loaded[i] = prepared(seg, need if need < avail - 1e-3 else None)
+    loaded = [loaded[i] for i in range(len(plan.segments))]
     mix = np.zeros(n, dtype=np.float32)
     fade = int(FADE_S * SAMPLE_RATE)
     placed = []
