@@ -22,7 +22,7 @@ def from_scenario(ctx: PlanContext, scenarios: list[dict]) -> list[dict]:
     events cannot all be grounded here is skipped for another one."""
     rng = ctx.rng
     for k in rng.permutation(len(scenarios)):
-        clips = [ground(e, ctx.pools["events"].rows, rng) for e in scenarios[int(k)]["events"]]
+        clips = [ground(e, ctx.pools["events"].with_label(e["label"]), rng) for e in scenarios[int(k)]["events"]]
         if all(clips):
             return clips
     raise PlanError(f"no curated scenario can be grounded in the {ctx.split} pool")

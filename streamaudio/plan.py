@@ -67,25 +67,64 @@ class EpisodePlan:
 
 
 class Pool:
-    """The clips of one source in one split, in manifest order."""
+    """The clips of one source in one split, in manifest order.
+
+    Planning runs once per episode over pools of up to millions of clips, so
+    ``where=`` is served by rejection sampling (expected O(1) when most clips fit)
+    and only falls back to a full scan when few do; ``with_label`` is indexed.
+    """
+
+    TRIES = 32
 
     def __init__(self, name: str, rows: list[dict]):
         self.name, self.rows = name, rows
+        self._by_label: dict[str, list[dict]] | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def choice(self, rng: np.random.Generator, where: Callable[[dict], bool] | None = None) -> dict:
-        rows = self.rows if where is None else [r for r in self.rows if where(r)]
+    def with_label(self, label: str) -> list[dict]:
+        if self._by_label is None:
+            self._by_label = {}
+            for r in self.rows:
+                for lab in r.get("labels") or []:
+                    self._by_label.setdefault(lab, []).append(r)
+        return self._by_label.get(label, [])
+
+    def _fitting(self, where) -> list[dict]:
+        rows = [r for r in self.rows if where(r)]
         if not rows:
             raise PlanError(f"pool {self.name!r} has no clip that fits")
+        return rows
+
+    def choice(self, rng: np.random.Generator, where: Callable[[dict], bool] | None = None) -> dict:
+        if not self.rows:
+            raise PlanError(f"pool {self.name!r} is empty")
+        if where is None:
+            return self.rows[int(rng.integers(len(self.rows)))]
+        for _ in range(self.TRIES):
+            r = self.rows[int(rng.integers(len(self.rows)))]
+            if where(r):
+                return r
+        rows = self._fitting(where)
         return rows[int(rng.integers(len(rows)))]
 
     def sample(self, rng: np.random.Generator, k: int, where: Callable[[dict], bool] | None = None) -> list[dict]:
         """k distinct clips when the pool has them, otherwise with repeats."""
-        rows = self.rows if where is None else [r for r in self.rows if where(r)]
-        if not rows:
-            raise PlanError(f"pool {self.name!r} has no clip that fits")
+        if not self.rows:
+            raise PlanError(f"pool {self.name!r} is empty")
+        if where is None:
+            idx = rng.choice(len(self.rows), size=k, replace=k > len(self.rows))
+            return [self.rows[int(i)] for i in idx]
+        picked: dict[int, dict] = {}
+        if k <= len(self.rows) // 4:  # a big pool: draw until k distinct clips fit
+            for _ in range(self.TRIES * k):
+                i = int(rng.integers(len(self.rows)))
+                if i not in picked and where(self.rows[i]):
+                    picked[i] = self.rows[i]
+                    if len(picked) == k:
+                        return list(picked.values())
+        rows = self._fitting(where)
         idx = rng.choice(len(rows), size=k, replace=k > len(rows))
         return [rows[int(i)] for i in idx]
 

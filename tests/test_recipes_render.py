@@ -209,3 +209,23 @@ def test_instruction_banks_have_at_least_20_paraphrases():
         prompts = yaml.safe_load(path.read_text())["system_prompts"]
         assert len(prompts) >= 20, path
         assert len(set(prompts)) == len(prompts), path
+
+
+def test_pool_sampling_with_a_predicate():
+    from streamaudio.plan import PlanError
+
+    rows = [{"id": str(i), "labels": ["a" if i % 2 else "b"], "ok": i % 10 != 0} for i in range(400)]
+    pool = Pool("p", rows)
+    fits = lambda r: r["ok"]
+    for seed in range(20):
+        got = pool.sample(np.random.default_rng(seed), 8, where=fits)
+        assert len(got) == 8 and len({r["id"] for r in got}) == 8 and all(fits(r) for r in got)
+        again = pool.sample(np.random.default_rng(seed), 8, where=fits)
+        assert got == again  # seeded: the same clips every time
+    rare = lambda r: r["id"] in {"7", "123"}  # too rare for rejection sampling: the scan finds them
+    assert {pool.choice(np.random.default_rng(s), where=rare)["id"] for s in range(30)} == {"7", "123"}
+    assert {r["id"] for r in pool.sample(np.random.default_rng(0), 2, where=rare)} <= {"7", "123"}
+    with pytest.raises(PlanError):
+        pool.choice(np.random.default_rng(0), where=lambda r: False)
+    assert all("a" in r["labels"] for r in pool.with_label("a")) and len(pool.with_label("a")) == 200
+    assert pool.with_label("zzz") == []
