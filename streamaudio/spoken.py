@@ -57,19 +57,14 @@ def to_spoken_form(text: str, max_words: int = 60) -> str:
         t = t.replace(sym, word)
     t = re.sub(r"[()\[\]{}<>|\\^\"]", " ", t)
     t = re.sub(r"\s+([?.!,;:])", r"\1", t)
-    t = " ".join(t.split())
-    if not re.search(r"[A-Za-z]", t):
-        raise SpokenFormError("nothing speakable left after spoken-form rewriting")
-    n = len(t.split())
-    if n > max_words:
-        raise SpokenFormError(f"too long to speak as one turn ({n} words > {max_words})")
-    return t
+    return check_spoken(t, max_words)
 
 
 def pick_voice(voices: list[Voice], group: str) -> Voice:
     """One voice per source group (a conversation, a speaker), stable across builds."""
-    h = int.from_bytes(hashlib.sha256(group.encode()).digest()[:4], "little")
-    return voices[h % len(voices)]
+    from .tts_backends import pick_for_group
+
+    return pick_for_group(voices, group)
 
 
 def check_spoken(text: str, max_words: int = 60) -> str:

@@ -34,7 +34,8 @@ class TTSConfig:
         return self.backend == "espeak"
 
 
-def _pick(options: list, group: str):
+def pick_for_group(options: list, group: str):
+    """One option per source group (a speaker, a conversation), stable across builds."""
     h = int.from_bytes(hashlib.sha256(group.encode()).digest()[:4], "little")
     return options[h % len(options)]
 
@@ -46,13 +47,13 @@ class EspeakBackend:
         self.voices = load_voices()
 
     def cache_id(self, group: str) -> list:
-        v = _pick(self.voices, group)
+        v = pick_for_group(self.voices, group)
         return ["espeak-ng", v.tag]
 
     def synthesize(self, text: str, group: str) -> tuple[np.ndarray, list[tuple[str, float, float]], str]:
         from .tts import synthesize
 
-        v = _pick(self.voices, group)
+        v = pick_for_group(self.voices, group)
         speech = synthesize(text, v)
         x = soxr.resample(speech.samples, speech.sample_rate, SAMPLE_RATE).astype(np.float32)
         return x, speech.words, f"espeak-ng/{v.tag}"
@@ -71,14 +72,14 @@ class OpenAISpeechBackend:
         self.client = OpenAI(base_url=config.base_url, api_key=key, max_retries=0, timeout=config.timeout_s)
 
     def cache_id(self, group: str) -> list:
-        return ["openai-speech", self.config.base_url.rstrip("/"), self.config.model, _pick(self.voices, group)]
+        return ["openai-speech", self.config.base_url.rstrip("/"), self.config.model, pick_for_group(self.voices, group)]
 
     def synthesize(self, text: str, group: str):
         import threading
 
         from .llm import LLMConfig, StageStats, call_with_retries
 
-        voice = _pick(self.voices, group)
+        voice = pick_for_group(self.voices, group)
         cfg = LLMConfig(base_url=self.config.base_url, model=self.config.model, timeout_s=self.config.timeout_s,
                         max_retries=self.config.max_retries)
 
