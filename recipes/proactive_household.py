@@ -1,20 +1,21 @@
 """proactive_household: household sound events over a quiet background bed. The
-events follow a curated scenario (streamaudio.curation: planned, grounded in the
+events follow a curated scenario (streamaudio.text.curation: planned, grounded in the
 clip pool and checked at build time). The policy table
 (manifests/policy/proactive_household.yaml) decides which events get a helpful reply
 shortly after they end and which get an explicit stay-silent turn."""
-from streamaudio.curation import ground
-from streamaudio.plan import EpisodePlan, PlanContext, PlanError, Recipe, SegmentPlan, TurnPlan, background_bed
+from streamaudio.plan import (CuratedScenarios, EpisodePlan, InstructionBank, PlanContext, PlanError, PolicyTable,
+                              PoolSpec, Recipe, SegmentPlan, TurnPlan, background_bed, pick)
+from streamaudio.text.curation import ground
 
 PAD_BEFORE_S, PAD_AFTER_S = 0.2, 0.3  # keep a little of the clip around its active span
 
 
 def decision(labels: list[str], policy: dict) -> tuple[str, dict] | None:
     """The policy entry for a clip: a respond label wins over an ignore label."""
-    known = [(l, policy[l]) for l in labels if l in policy]
+    known = [(lab, policy[lab]) for lab in labels if lab in policy]
     if not known:
         return None
-    return next(((l, p) for l, p in known if p["action"] == "respond"), known[0])
+    return next(((lab, p) for lab, p in known if p["action"] == "respond"), known[0])
 
 
 def from_scenario(ctx: PlanContext, scenarios: list[dict]) -> list[dict]:
@@ -31,8 +32,8 @@ def from_scenario(ctx: PlanContext, scenarios: list[dict]) -> list[dict]:
 def plan(ctx: PlanContext) -> EpisodePlan:
     rng = ctx.rng
     policy = ctx.tables["policy"]
-    usable = lambda r: r["active_start_s"] >= 0 and decision(r["labels"], policy["labels"]) is not None
-    acts = lambda r: usable(r) and decision(r["labels"], policy["labels"])[1]["action"] == "respond"
+    usable = lambda r: r["active_start_s"] >= 0 and decision(r["labels"], policy["labels"]) is not None  # noqa: E731
+    acts = lambda r: usable(r) and decision(r["labels"], policy["labels"])[1]["action"] == "respond"  # noqa: E731
     scenarios = (ctx.tables.get("scenarios") or {}).get("by_split", {}).get(ctx.split)
     if scenarios:
         events = from_scenario(ctx, scenarios)
@@ -49,28 +50,29 @@ def plan(ctx: PlanContext) -> EpisodePlan:
         label, entry = decision(clip["labels"], policy["labels"])
         cut0 = max(0.0, clip["active_start_s"] - PAD_BEFORE_S)
         cut1 = min(clip["duration_s"], clip["active_end_s"] + PAD_AFTER_S)
-        segments.append(SegmentPlan(clip=clip, start_s=t, kind="music" if label == "Music" else "sound",
-                                    role="environment", gain_db=float(rng.uniform(-6.0, 0.0)),
-                                    clip_start_s=cut0, clip_dur_s=cut1 - cut0))
+        seg = SegmentPlan(clip=clip, start_s=t, kind="music" if label == "Music" else "sound", role="environment",
+                          gain_db=float(rng.uniform(-6.0, 0.0)), clip_start_s=cut0, clip_dur_s=cut1 - cut0)
+        segments.append(seg)
+        # due a moment after the event's active span ends (its audible end: the turn's evidence)
         trigger = t + (clip["active_end_s"] - cut0) + float(rng.uniform(lo, hi))
         if entry["action"] == "respond":
-            replies = entry["replies"]
-            turns.append(TurnPlan(trigger_s=trigger, kind="respond", text=replies[int(rng.integers(len(replies)))],
-                                  emotion=entry.get("emotion", "normal")))
+            turns.append(TurnPlan(trigger_s=trigger, kind="respond", text=pick(rng, entry["replies"]),
+                                  emotion=entry.get("emotion", "normal"), evidence=[seg]))
         else:
-            turns.append(TurnPlan(trigger_s=trigger, kind="stay_silent"))
+            turns.append(TurnPlan(trigger_s=trigger, kind="stay_silent", evidence=[seg]))
         # the next event starts after this one and at least two chunks after its reply
         t = max(t + (cut1 - cut0) + float(rng.uniform(1.0, 3.0)), trigger + 0.8)
-    prompts = ctx.tables["instructions"]["system_prompts"]
     return EpisodePlan(segments=segments, turns=turns, language="",
-                       system_prompt=prompts[int(rng.integers(len(prompts)))], min_duration_s=t,
-                       text_writer=policy.get("writer", "policy-table:proactive_household@1"))
+                       system_prompt=pick(rng, ctx.tables["instructions"]["system_prompts"]), min_duration_s=t,
+                       text_writer="policy-table:proactive_household")
 
 
 RECIPE = Recipe(
-    subtask="proactive_household", ability="proactive_response", version="1",
-    pools={"events": "sound", "noise": "noise"},
-    tables={"policy": "policy/proactive_household.yaml", "instructions": "instructions/proactive_household.yaml",
-            "curation": "curation/household_settings.yaml"},
+    subtask="proactive_household", ability="proactive_response", version="2",
+    pools={"events": PoolSpec("sound", requires=("labels", "active_span"), description="labelled sound events"),
+           "noise": PoolSpec("noise")},
+    tables={"policy": PolicyTable("policy/proactive_household.yaml"),
+            "instructions": InstructionBank("instructions/proactive_household.yaml"),
+            "scenarios": CuratedScenarios("curation/household_settings.yaml", pool="events", policy="policy")},
     plan=plan, description=__doc__,
 )

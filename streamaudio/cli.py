@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -11,7 +10,7 @@ from rich.console import Console
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Build StreamAudio-style streaming audio-interaction datasets from public corpora.")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # long paths and tracebacks stay whole lines
 
 
 @app.command()
@@ -43,9 +42,12 @@ def build(catalog: Path = typer.Option(..., help="catalog YAML (see manifests/de
           tts_model: Optional[str] = typer.Option(None, help="openai TTS: model"),
           tts_voice: Optional[str] = typer.Option(None, help="openai TTS: voice, or a comma list picked per source group"),
           progress: bool = typer.Option(True, help="show progress bars")):
-    """Build a dataset: manifests, writers, TTS, word timings, planning, rendering, labelling, shards, card."""
-    from .build import BuildError, build as run_build
-    from .catalog import CatalogError
+    """Build a dataset: source stages, tables, planning, rendering, labelling, shards, card.
+
+    Exit codes: 0 ok; 2 bad catalog, recipe, layout or setting; 3 a sub-task crossed its
+    reject-rate gate (the dataset is written); 4 a recipe crashed (its traceback is printed)."""
+    from .build.builder import BuildError, RecipeCrashError, RejectGateError, build as run_build
+    from .build.catalog import CatalogError
     from .sources import LayoutError
 
     try:
@@ -53,8 +55,14 @@ def build(catalog: Path = typer.Option(..., help="catalog YAML (see manifests/de
                       show_progress=progress, cache_dir=cache_dir,
                       llm={"base_url": llm_base_url, "model": llm_model},
                       tts={"backend": tts, "base_url": tts_base_url, "model": tts_model, "voice": tts_voice})
+    except RejectGateError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(3)
+    except RecipeCrashError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(4)
     except (BuildError, CatalogError, LayoutError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"error: {exc}", markup=False, highlight=False)
         raise typer.Exit(2)
     e = b["episodes"]
     by = b["rejects"]["by_stage"]
@@ -67,8 +75,8 @@ def build(catalog: Path = typer.Option(..., help="catalog YAML (see manifests/de
 @app.command()
 def validate(out: Path = typer.Argument(..., help="a built dataset folder"),
              no_audio: bool = typer.Option(False, "--no-audio", help="skip decoding audio")):
-    """Re-check a built dataset against episode format v1; exit 1 on any violation."""
-    from .validate import validate as run_validate
+    """Re-check a built dataset against episode format v2; exit 1 on any violation."""
+    from .audit.validate import validate as run_validate
 
     rep = run_validate(out, decode_audio=not no_audio)
     if rep.ok:
@@ -83,18 +91,19 @@ def validate(out: Path = typer.Argument(..., help="a built dataset folder"),
 
 
 @app.command()
-def manifest(corpus: str = typer.Option(..., help="librispeech, audioset, musan or ultrachat"),
+def manifest(corpus: str = typer.Option(..., help="a registered corpus (`streamaudio corpora` lists them)"),
              root: Path = typer.Option(..., help="the corpus folder"),
              out: Path = typer.Option(..., help="clip manifest to write (.parquet)")):
     """Scan one corpus into a clip manifest; rejects go next to it as .rejects.parquet."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from .registry import RegistryError
     from .sources import REJECT_SCHEMA, LayoutError, get_adapter, write_manifest
 
     try:
         res = write_manifest(get_adapter(corpus), root, out)
-    except (LayoutError, ValueError) as exc:
+    except (LayoutError, RegistryError, ValueError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2)
     pq.write_table(pa.Table.from_pylist(res.rejects, REJECT_SCHEMA), out.with_suffix(".rejects.parquet"))
@@ -116,7 +125,7 @@ def align(clips: Path = typer.Option(..., help="clip manifest (.parquet) with id
     import pyarrow.parquet as pq
 
     from .align.stage import BACKENDS, align_manifest
-    from .build import _init_ray
+    from .parallel import init_ray
     from .progress import progress_bar
 
     if backend not in BACKENDS:
@@ -128,7 +137,7 @@ def align(clips: Path = typer.Option(..., help="clip manifest (.parquet) with id
     if not clips.is_file():
         err.print(f"[red]error:[/red] {clips} not found")
         raise typer.Exit(2)
-    _init_ray(ray_address, num_cpus)
+    init_ray(ray_address, num_cpus)
     total = pq.read_metadata(clips).num_rows
     with progress_bar("align", total, progress) as advance:
         try:
@@ -150,14 +159,14 @@ def asr_check(clips: Path = typer.Option(..., help="clip manifest (.parquet) wit
     """Decode speech with pocketsphinx and record its WER against the transcript."""
     import pyarrow.parquet as pq
 
-    from .asr_check import check_manifest
-    from .build import _init_ray
+    from .parallel import init_ray
     from .progress import progress_bar
+    from .speech.asr_check import check_manifest
 
     if not clips.is_file():
         err.print(f"[red]error:[/red] {clips} not found")
         raise typer.Exit(2)
-    _init_ray(ray_address, num_cpus)
+    init_ray(ray_address, num_cpus)
     with progress_bar("asr-check", pq.read_metadata(clips).num_rows, progress) as advance:
         res = check_manifest(clips, out, progress=advance)
     err.print(json.dumps(res))
@@ -170,7 +179,7 @@ def devserver(port: int = typer.Option(8008, help="port on 127.0.0.1"),
     """Serve a local OpenAI-compatible endpoint (chat completions with JSON Schema, audio speech) for trials."""
     import time
 
-    from .devserver import DevServer
+    from .text.devserver import DevServer
 
     srv = DevServer(port=port, slow_s=slow_s)
     srv.latency_s = latency_ms / 1000
@@ -181,6 +190,55 @@ def devserver(port: int = typer.Option(8008, help="port on 127.0.0.1"),
             time.sleep(3600)
     except KeyboardInterrupt:
         srv.stop()
+
+
+@app.command()
+def rerender(out: Path = typer.Argument(..., help="a built dataset folder (its OUT.work/plans beside it)"),
+             id: str = typer.Option(..., "--id", help="episode id, e.g. asr_utterance-train-000003"),
+             write: Optional[Path] = typer.Option(None, help="also write the re-rendered audio to this .flac")):
+    """Render one episode again from its stored plan and compare it with the shard; exit 1 if it differs."""
+    from .audit.rerender import RerenderError, rerender as run_rerender
+
+    try:
+        res = run_rerender(out, id)
+    except RerenderError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2)
+    if write:
+        write.write_bytes(res.flac)
+    if res.identical:
+        err.print(f"[green]identical[/green]: {id} re-rendered from its plan matches the shard byte for byte")
+        return
+    err.print(f"[red]differs[/red]: {id}: {', '.join(res.differences)}")
+    raise typer.Exit(1)
+
+
+@app.command()
+def corpora():
+    """List the registered corpus adapters: name, kind, layout."""
+    from .sources import ADAPTERS
+
+    for name, cls in ADAPTERS.items():
+        print(f"{name:<14} {cls.kind:<7} v{cls.version}  {cls.expected_layout}")
+
+
+@app.command()
+def recipes(recipe_dir: list[Path] = typer.Option([], "--recipe-dir", help="extra recipe folders")):
+    """List the registered recipes: sub-task, ability, pools and tables."""
+    from .plan import load_recipes
+
+    for st, r in load_recipes(tuple(p.resolve() for p in recipe_dir)).items():
+        pools = ", ".join(f"{p}:{'/'.join(s.kinds)}{'+' + '+'.join(s.requires) if s.requires else ''}"
+                          for p, s in r.pool_specs().items())
+        print(f"{st:<24} {r.ability:<22} v{r.version}  pools: {pools}  tables: {', '.join(r.tables) or '-'}")
+
+
+@app.command("catalog-schema")
+def catalog_schema():
+    """Print the complete catalog JSON Schema (corpora, stages and sub-tasks filled in)."""
+    from .build.catalog import catalog_schema as schema
+
+    print(json.dumps(schema(), indent=2))
 
 
 def main() -> None:

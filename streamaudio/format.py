@@ -1,4 +1,4 @@
-"""Episode format v1: the Arrow schema, the chunk rule and the taxonomy.
+"""Episode format v2: the Arrow schema, the chunk rule and the taxonomy.
 
 This module is the single code-side statement of the output contract
 (docs: episode-format.md). `schemas/episode.schema.json` says the same thing
@@ -9,12 +9,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import pyarrow as pa
 import yaml
 
-FORMAT_VERSION = 1
+from .resources import MANIFESTS_DIR, SCHEMAS_DIR  # noqa: F401  (re-exported)
+
+FORMAT_VERSION = 2
 SAMPLE_RATE = 16000
 CHUNK_S = 0.4
 SPLITS = ("train", "validation", "test")
@@ -22,10 +23,8 @@ SPLITS = ("train", "validation", "test")
 # A float tolerance for "t is exactly on a chunk boundary"; part of the contract.
 CHUNK_EPS = 1e-6
 
-PACKAGE_ROOT = Path(__file__).resolve().parent
-REPO_ROOT = PACKAGE_ROOT.parent
-MANIFESTS_DIR = REPO_ROOT / "manifests"
-SCHEMAS_DIR = REPO_ROOT / "schemas"
+# A reply is due at most this long after the audio it depends on has been heard in full.
+MAX_EVIDENCE_DELAY_S = 2.0
 
 
 def chunk_of(t: float, chunk_s: float = CHUNK_S) -> int:
@@ -69,6 +68,10 @@ SEGMENT_TYPE = pa.struct(
         pa.field("corpus", pa.string()),
         pa.field("clip_id", pa.string()),
         pa.field("license", pa.string()),
+        # the segment's level over everything else audible under it, measured on the
+        # rendered mix; null when nothing else is audible there
+        pa.field("snr_db", pa.float32()),
+        pa.field("attrs", pa.string()),  # JSON object of further facts ("{}" if none)
     ]
 )
 
@@ -80,6 +83,9 @@ TURN_TYPE = pa.struct(
         pa.field("text", pa.string()),
         pa.field("emotion", pa.string()),
         pa.field("tool_call", pa.string()),
+        # when the audio this turn depends on has been heard in full, and which segments it is
+        pa.field("evidence_s", pa.float64()),
+        pa.field("evidence", pa.list_(pa.int32())),
     ]
 )
 
@@ -94,6 +100,7 @@ PROVENANCE_TYPE = pa.struct(
         pa.field("text_writer", pa.string()),
         pa.field("tts", pa.string()),
         pa.field("aligner", pa.string()),
+        pa.field("plan_sha", pa.string()),  # sha256 of the stored episode plan (OUT.work/plans)
     ]
 )
 

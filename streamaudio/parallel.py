@@ -1,10 +1,33 @@
-"""Row-wise stages on Ray Data actors: one expensive model per actor, reused for
-every batch (aligners, recognisers)."""
+"""Ray: starting or joining it, and row-wise stages on Ray Data actors (one expensive
+model per actor, reused for every batch: aligners, recognisers)."""
 from __future__ import annotations
 
+import logging
+import os
 from typing import Callable
 
 import pyarrow as pa
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None):
+    """Join the cluster at ``address`` ('auto': the one `ray start` made on this machine), or,
+    by default, start a private local Ray: a build never joins a cluster it was not asked to."""
+    import ray
+    from ray.data import DataContext
+
+    if not ray.is_initialized():
+        kw = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+                  configure_logging=True)
+        if address and address != "local":
+            ray.init(address=address, **kw)
+        else:
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+            ray.init(address="local", num_cpus=num_cpus, **kw)
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # per-dataset INFO lines; our bars report progress
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False  # our own bars report progress; Ray's per-operator bars are noise here
+    ctx.print_on_execution_start = False
+    return ray
 
 
 def map_rows_with_actors(rows: pa.Table, worker_cls, ctor_kwargs: dict, result_schema: pa.Schema, *,

@@ -32,14 +32,14 @@ def demo_catalog(tmp: Path, fixture_root: Path, **overrides) -> Path:
     return path
 
 
-def run_build(catalog: Path, out: Path, num_cpus: int, cache_dir: Path | None = None) -> dict:
+def run_build(catalog: Path, out: Path, num_cpus: int, cache_dir: Path | None = None, **kw) -> dict:
     import ray
 
-    from streamaudio.build import build
+    from streamaudio.build.builder import build
 
     ray.shutdown()
     try:
-        return build(catalog, out, num_cpus=num_cpus, show_progress=False, cache_dir=cache_dir)
+        return build(catalog, out, num_cpus=num_cpus, show_progress=False, cache_dir=cache_dir, **kw)
     finally:
         ray.shutdown()
 
@@ -53,3 +53,50 @@ def built(tmp_path_factory, fixture_root):
     one = run_build(cat, tmp / "one", num_cpus=1, cache_dir=tmp / "cache-one")
     two = run_build(cat, tmp / "two", num_cpus=2, cache_dir=tmp / "cache-two")
     return {"catalog": cat, "one": tmp / "one", "two": tmp / "two", "build_one": one, "build_two": two}
+
+
+# ---------------------------------------------------------------- clip pools from the fixtures
+# What each fixture pool is and which facts its rows carry: the conformance suite maps every
+# recipe pool (kind + requires) to the first of these that fits.
+FIXTURE_POOLS = {
+    "librispeech": ("speech", {"text", "speaker"}),
+    "aligned": ("speech", {"text", "speaker", "words"}),
+    "spoken": ("speech", {"text", "speaker", "words", "response"}),
+    "sound": ("sound", {"labels", "active_span"}),
+    "noise": ("noise", set()),
+    "text": ("text", {"text", "response"}),
+}
+
+
+@pytest.fixture(scope="session")
+def clip_pools(fixture_root, tmp_path_factory) -> dict[str, list[dict]]:
+    """Clip rows of every fixture pool. "aligned" is the LibriSpeech stand-in with its true
+    word timings (what an aligner would give, without running one); "spoken" is the
+    UltraChat stand-in spoken by espeak-ng."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from streamaudio.speech.espeak import load_voices
+    from streamaudio.speech.spoken import pick_voice, speak_row
+    from streamaudio.sources import get_adapter, write_manifest
+
+    tmp = tmp_path_factory.mktemp("pools")
+    truths = json.loads((fixture_root / "_truth" / "faults.json").read_text())
+    out = {}
+    for name, corpus in [("librispeech", "librispeech"), ("sound", "audioset"), ("noise", "musan"), ("text", "ultrachat")]:
+        res = write_manifest(get_adapter(corpus), fixture_root / truths[corpus]["root"], tmp / f"{name}.parquet")
+        out[name] = pq.read_table(res.path).to_pylist()
+    truth = {j["id"]: j["words"] for j in map(json.loads, (fixture_root / "_truth" / "librispeech_words.jsonl").read_text().splitlines())}
+    out["aligned"] = [{**r, "words": truth[r["id"].split(":", 1)[1]], "words_by": "fixture-truth"} for r in out["librispeech"]]
+    voices = load_voices()
+    out["spoken"] = [speak_row(r, pick_voice(voices, r["split_group"]), tmp / "tts") for r in out["text"][:10]]
+    return out
+
+
+def pool_for(spec) -> str:
+    """The fixture pool that fits a recipe PoolSpec."""
+    for name, (kind, facts) in FIXTURE_POOLS.items():
+        if kind in spec.kinds and set(spec.requires) <= facts:
+            return name
+    raise LookupError(f"no fixture pool gives {spec}: add one to tests/conftest.py FIXTURE_POOLS")

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from streamaudio.asr_check import AsrCheckWorker, word_error_rate
+from streamaudio.speech.asr_check import AsrCheckWorker, word_error_rate
 from streamaudio.sources import CLIP_SCHEMA, get_adapter, write_manifest
 
 
@@ -45,4 +45,7 @@ def test_asr_check_cli(clips, tmp_path):
     out = pq.read_table(tmp_path / "out.parquet")
     assert out.column_names[: len(CLIP_SCHEMA)] == CLIP_SCHEMA.names
     assert out.column("id").to_pylist() == clips.column("id").to_pylist()
-    assert all(0 <= w for w in out.column("wer").to_pylist())
+    # the WER column is the WER of what was heard against the transcript, clip by clip
+    got = out.to_pylist()
+    assert all(r["asr_reason"] == "" and r["asr_text"] for r in got)
+    assert [r["wer"] for r in got] == pytest.approx([word_error_rate(r["text"], r["asr_text"]) for r in got])

@@ -13,11 +13,11 @@ import soundfile as sf
 import yaml
 
 from conftest import demo_catalog, run_build
-from streamaudio.build import assign_splits
-from streamaudio.catalog import CatalogError, load_catalog
-from streamaudio.validate import validate
+from streamaudio.audit.validate import validate
+from streamaudio.build.builder import assign_splits
+from streamaudio.build.catalog import CatalogError, load_catalog
 
-SUBTASKS = ["asr_incremental", "asr_utterance", "chat_single_turn", "proactive_household"]
+SUBTASKS = ["asr_incremental", "asr_noisy", "asr_utterance", "chat_single_turn", "proactive_household"]
 
 
 def shard_hashes(out: Path) -> dict:
@@ -36,7 +36,7 @@ def test_layout_splits_and_card(built):
         names = {p.name.split("-")[0] for p in (out / "data" / st).glob("*.parquet")}
         assert names == {"train", "validation", "test"}
     b = json.loads((out / "build.json").read_text())
-    assert b["episodes"]["written"] == 40 and b["episodes"]["rejected"] == 0
+    assert b["episodes"]["written"] == 50 and b["episodes"]["rejected"] == 0
     assert set(b["subtasks"]) == set(SUBTASKS)
     assert validate(out).ok
 
@@ -146,7 +146,7 @@ def test_build_fails_fast_on_a_wrong_layout(tmp_path, fixture_root):
 
 
 def test_split_counts_and_group_splits():
-    from streamaudio.catalog import Catalog
+    from streamaudio.build.catalog import Catalog
 
     cat = Catalog(name="x", seed=0, chunk_s=0.4, splits={"train": 0.8, "validation": 0.1, "test": 0.1}, sources={},
                   subtasks={}, recipe_dirs=(), path=Path("."), fingerprint="")

@@ -5,9 +5,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from streamaudio.curation import candidates, check, curate, ground, inventory, suitable
-from streamaudio.format import MANIFESTS_DIR
 from streamaudio.plan import PlanContext, Pool, load_recipes
+from streamaudio.text.curation import candidates, check, curate, ground, inventory, suitable
 from streamaudio.sources import get_adapter, write_manifest
 
 
@@ -20,10 +19,18 @@ def sounds(fixture_root, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tables():
-    return load_recipes()["proactive_household"].load_tables()
+    return load_recipes()["proactive_household"].offline_tables()
 
 
-def test_offline_curation_keeps_only_checked_scenarios(sounds, tables):
+@pytest.fixture(scope="module")
+def settings():
+    from streamaudio.text.tables import load_yaml, table_path
+
+    return load_yaml(table_path("curation/household_settings.yaml", None))
+
+
+def test_offline_curation_keeps_only_checked_scenarios(sounds, tables, settings):
+    tables = {**tables, "curation": settings}
     policy = tables["policy"]["labels"]
     table, dropped = curate(None, tables["curation"], sounds, policy, seed=1)
     counts, _ = inventory(sounds)
@@ -67,10 +74,10 @@ def test_grounding_picks_among_the_top_candidates(sounds):
     assert ground({"label": "Chainsaw"}, sounds, np.random.default_rng(0)) is None
 
 
-def test_recipe_follows_a_curated_scenario(sounds, fixture_root, tmp_path):
+def test_recipe_follows_a_curated_scenario(sounds, fixture_root, tmp_path, settings):
     recipe = load_recipes()["proactive_household"]
-    tables = recipe.load_tables()
-    table, _ = curate(None, tables["curation"], sounds, tables["policy"]["labels"], seed=3)
+    tables = recipe.offline_tables()
+    table, _ = curate(None, settings, sounds, tables["policy"]["labels"], seed=3)
     tables["scenarios"] = {"writer": table["writer"], "by_split": {"train": table["scenarios"]}}
     out = tmp_path / "musan.parquet"
     write_manifest(get_adapter("musan"), fixture_root, out)
@@ -88,15 +95,26 @@ def test_recipe_follows_a_curated_scenario(sounds, fixture_root, tmp_path):
 
 
 def test_llm_curation_through_the_schema(sounds, tables, tmp_path):
-    from streamaudio.devserver import DevServer
-    from streamaudio.llm import LLMClient, LLMConfig
+    from streamaudio.text.devserver import DevServer
+    from streamaudio.text.llm import LLMClient, LLMConfig
+    from streamaudio.text.tables import load_yaml, table_path
 
+    settings = load_yaml(table_path("curation/household_settings.yaml", None))
+    policy = tables["policy"]["labels"]
+    counts, _ = inventory(sounds)
     with DevServer() as srv:
         llm = LLMClient(LLMConfig(base_url=srv.base_url, model="dev-model", timeout_s=5), cache_dir=tmp_path)
-        table, dropped = curate(llm, tables["curation"], sounds, tables["policy"]["labels"], seed=1)
-    counts, _ = inventory(sounds)
+        table, dropped = curate(llm, settings, sounds, policy, seed=1)
+        calls = list(srv.log)
     assert table["writer"] == "llm:dev-model"
-    assert table["scenarios"] or dropped
+    assert len(calls) == 2 * settings["n_scenarios"] == llm.usage.as_dict()["scenarios"]["calls"]
+    allowed = sorted(lab for lab in counts if lab in policy)
+    for call in calls:
+        schema = call["request"]["response_format"]["json_schema"]["schema"]
+        # the schema admits exactly the labels this pool has and the policy knows
+        assert schema["properties"]["events"]["items"]["properties"]["label"]["enum"] == allowed
+        assert call["request"]["messages"][0]["content"] == settings["llm_system"]
+    assert table["scenarios"], dropped
+    assert not [d for d in dropped if d["reason"].startswith("coherence")]
     for sc in table["scenarios"]:
-        assert all(counts[e["label"]] for e in sc["events"])  # the schema only admits pool labels
-    assert llm.usage.as_dict()["scenarios"]["calls"] == 2 * tables["curation"]["n_scenarios"]
+        assert all(counts[e["label"]] for e in sc["events"])

@@ -5,8 +5,7 @@ import pyarrow as pa
 from hypothesis import given, strategies as st
 
 from streamaudio.format import CHUNK_S, EPISODE_SCHEMA, SCHEMAS_DIR, chunk_of, round_up_to_chunk
-from streamaudio.label import episode_violations, label_turns
-from streamaudio.plan import TurnPlan
+from streamaudio.render.label import episode_violations, label_turns
 
 PRIMS = {"string": pa.string(), "binary": pa.binary(), "float64": pa.float64(), "float32": pa.float32(),
          "int8": pa.int8(), "int32": pa.int32(), "int64": pa.int64()}
@@ -76,13 +75,17 @@ def test_round_up_to_chunk(t):
 @given(st.lists(st.tuples(st.floats(min_value=0, max_value=30, allow_nan=False), st.booleans()), max_size=12))
 def test_labels_follow_respond_turns(turns):
     duration = round_up_to_chunk(max([t for t, _ in turns] + [0.4]))
-    plans = [TurnPlan(trigger_s=t, kind="respond" if r else "stay_silent", text="hi" if r else "") for t, r in turns]
+    plans = [{"trigger_s": t, "kind": "respond" if r else "stay_silent", "text": "hi" if r else "", "emotion": "normal",
+              "tool_call": "", "evidence": [], "evidence_s": t} for t, r in turns]
     out, labels = label_turns(plans, duration)
     assert len(labels) == round(duration / CHUNK_S)
     respond_chunks = {t["chunk"] for t in out if t["kind"] == "respond"}
     assert {i for i, v in enumerate(labels) if v} == respond_chunks
+    seg = {"start_s": 0.0, "end_s": duration, "kind": "noise", "role": "background", "words": []}
+    for t in out:
+        t["evidence"] = [0]
     row = {"subtask": "asr_utterance", "ability": "real_time_asr", "split": "train", "sample_rate": 16000,
-           "chunk_s": 0.4, "duration_s": duration, "chunk_labels": labels, "segments": [], "turns": out}
+           "chunk_s": 0.4, "duration_s": duration, "chunk_labels": labels, "segments": [seg], "turns": out}
     problems = episode_violations(row)
     n_respond = sum(1 for t in out if t["kind"] == "respond")
     shared = n_respond != len(respond_chunks)
@@ -94,8 +97,10 @@ def test_violations_name_each_broken_rule():
             "chunk_s": 0.4, "duration_s": 2.0, "chunk_labels": [0, 0, 1, 0, 0],
             "segments": [{"start_s": 0.1, "end_s": 1.5, "kind": "speech", "role": "user", "words": [
                 {"text": "a", "start_s": 0.2, "end_s": 0.5}, {"text": "b", "start_s": 0.6, "end_s": 0.9}]}],
-            "turns": [{"trigger_s": 1.0, "chunk": 2, "kind": "respond", "text": "a b", "emotion": "normal", "tool_call": ""}]}
+            "turns": [{"trigger_s": 1.0, "chunk": 2, "kind": "respond", "text": "a b", "emotion": "normal", "tool_call": "",
+                       "evidence_s": 0.9, "evidence": [0]}]}
     assert episode_violations(base) == []
+    turn = base["turns"][0]
     cases = {
         "whole number of chunks": {"duration_s": 2.1},
         "chunk rule": {"turns": [{**base["turns"][0], "chunk": 3}]},
@@ -106,7 +111,31 @@ def test_violations_name_each_broken_rule():
         "out of order": {"segments": [{**base["segments"][0], "words": list(reversed(base["segments"][0]["words"]))}]},
         "share chunk": {"turns": base["turns"] * 2},
         "ability": {"ability": "voice_chatting"},
+        # the evidence rule
+        "not within": {"turns": [{**turn, "evidence_s": 1.2}]},  # a reply before what it answers was heard
+        "evidence_s + 2.0": {"turns": [{**turn, "trigger_s": 3.0, "chunk": 7}], "duration_s": 3.2,
+                             "chunk_labels": [0] * 7 + [1]},  # long after
+        "not a segment": {"turns": [{**turn, "evidence": [3]}]},
+        "neither a word end": {"turns": [{**turn, "evidence_s": 0.7}]},  # mid-word, not after the last word
+        "after evidence_s": {"turns": [{**turn, "evidence_s": 0.05, "trigger_s": 0.05, "chunk": 0}],
+                             "chunk_labels": [1, 0, 0, 0, 0]},
+        "names no evidence and there is no system prompt": {"turns": [{**turn, "evidence": []}]},
+        "stay_silent turn names no evidence": {"turns": [{**turn, "kind": "stay_silent", "text": "", "evidence": []}],
+                                               "chunk_labels": [0] * 5},
     }
     for needle, change in cases.items():
         problems = episode_violations({**base, **change})
         assert any(needle in p for p in problems), (needle, problems)
+
+
+def test_a_partial_turn_may_end_at_a_word_and_a_prompt_only_turn_needs_no_evidence():
+    seg = {"start_s": 0.1, "end_s": 1.5, "kind": "speech", "role": "user", "words": [
+        {"text": "a", "start_s": 0.2, "end_s": 0.5}, {"text": "b", "start_s": 0.6, "end_s": 0.9}]}
+    turn = {"trigger_s": 0.5, "chunk": 1, "kind": "respond", "text": "a", "emotion": "normal", "tool_call": "",
+            "evidence_s": 0.5, "evidence": [0]}
+    row = {"subtask": "asr_incremental", "ability": "real_time_asr", "split": "train", "sample_rate": 16000,
+           "chunk_s": 0.4, "duration_s": 2.0, "chunk_labels": [0, 1, 0, 0, 0], "segments": [seg], "turns": [turn],
+           "system_prompt": ""}
+    assert episode_violations(row) == []
+    bare = {**row, "turns": [{**turn, "evidence": []}]}
+    assert episode_violations(bare) and episode_violations({**bare, "system_prompt": "Say hello at once."}) == []

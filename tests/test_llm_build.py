@@ -11,10 +11,10 @@ import ray
 import yaml
 
 from conftest import demo_catalog
-from streamaudio.build import Builder
-from streamaudio.catalog import load_catalog
-from streamaudio.devserver import DevServer
-from streamaudio.validate import validate
+from streamaudio.audit.validate import validate
+from streamaudio.build.builder import Builder
+from streamaudio.build.catalog import load_catalog
+from streamaudio.text.devserver import DevServer
 
 
 def _catalog(tmp_path, fixture_root):
@@ -62,7 +62,7 @@ def test_llm_and_openai_tts_build_survives_faults_and_rebuilds_from_cache(tmp_pa
         for f in (tmp_path / "a" / "data").rglob("*.parquet"):
             for p in pq.read_table(f).column("provenance").to_pylist():
                 prov.setdefault(p["recipe"], []).append(p)
-        assert set(prov) == {"asr_utterance", "asr_incremental", "chat_single_turn", "proactive_household"}
+        assert set(prov) == {"asr_utterance", "asr_noisy", "asr_incremental", "chat_single_turn", "proactive_household"}
         chat = prov["chat_single_turn"]
         assert all(p["text_writer"].startswith("source-reply+llm:dev-model") for p in chat)
         assert all(p["tts"].startswith("openai-tts:dev-tts/") for p in chat)

@@ -5,7 +5,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from streamaudio.sources import LayoutError, get_adapter, write_manifest
+from streamaudio.fixtures import FIXTURES
+from streamaudio.sources import ADAPTERS, LayoutError, get_adapter, write_manifest
 
 REASONS = {"corrupt": ("corrupt", "truncated"), "empty": ("empty",), "no transcript": ("no transcript",),
            "not UTF-8": ("UTF-8",), "missing": ("missing",), "not JSON": ("not JSON",),
@@ -16,10 +17,16 @@ def scan(corpus, root, tmp_path, **options):
     return write_manifest(get_adapter(corpus), root, tmp_path / f"{corpus}.parquet", options)
 
 
-@pytest.mark.parametrize("corpus,sub", [("librispeech", ""), ("audioset", ""), ("musan", ""), ("ultrachat", "ultrachat")])
-def test_every_input_is_used_or_rejected_with_its_reason(corpus, sub, fixture_root, tmp_path):
+def test_every_registered_adapter_has_a_fixture_writer():
+    assert ADAPTERS.names() == FIXTURES.names()
+    for name, cls in ADAPTERS.items():
+        assert cls.corpus == name and cls.kind in ("speech", "sound", "music", "noise", "text") and cls.expected_layout
+
+
+@pytest.mark.parametrize("corpus", ADAPTERS.names())
+def test_every_input_is_used_or_rejected_with_its_reason(corpus, fixture_root, tmp_path):
     truth = json.loads((fixture_root / "_truth" / "faults.json").read_text())[corpus]
-    res = scan(corpus, fixture_root / sub, tmp_path)
+    res = scan(corpus, fixture_root / truth["root"], tmp_path)
     rows = pq.read_table(res.path).to_pylist()
     assert len(rows) == res.used == truth["good"]
     assert res.seen == res.used + res.rejected == truth["good"] + len(truth["rejects"])
@@ -29,6 +36,28 @@ def test_every_input_is_used_or_rejected_with_its_reason(corpus, sub, fixture_ro
         assert any(w in got[item] for w in REASONS[kind]), (item, got[item])
     assert all(r["stage"] == "source" for r in res.rejects)
     assert len({r["id"] for r in rows}) == len(rows)
+
+
+def test_ray_scan_equals_the_serial_scan(fixture_root, tmp_path, monkeypatch):
+    """Units run as Ray tasks in batches; the manifest must not depend on it."""
+    import ray
+
+    from streamaudio.parallel import init_ray
+    from streamaudio.sources import scan as scan_mod
+
+    monkeypatch.setattr(scan_mod, "UNITS_PER_TASK_TARGET", 3)
+    truths = json.loads((fixture_root / "_truth" / "faults.json").read_text())
+    ray.shutdown()
+    init_ray(num_cpus=2)
+    try:
+        for corpus in ADAPTERS.names():
+            root = fixture_root / truths[corpus]["root"]
+            serial = scan(corpus, root, tmp_path)
+            table, rejects = scan_mod.scan(corpus, root, {}, use_ray=True)
+            assert table.equals(pq.read_table(serial.path)), corpus
+            assert [r["item"] for r in rejects] == [r["item"] for r in serial.rejects], corpus
+    finally:
+        ray.shutdown()
 
 
 def test_librispeech_rows(fixture_root, tmp_path):

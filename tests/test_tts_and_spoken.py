@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from streamaudio.spoken import SpokenFormError, pick_voice, speak_row, to_spoken_form
-from streamaudio.tts import TTSError, Voice, synthesize
+from streamaudio.speech.espeak import TTSError, Voice, synthesize
+from streamaudio.speech.spoken import SpokenFormError, pick_voice, speak_row, to_spoken_form
 
 
 def test_espeak_word_timings_are_ordered_and_cover_the_speech():
@@ -55,13 +55,23 @@ def test_spoken_form_rejects():
         to_spoken_form("word " * 61, max_words=60)
 
 
-def test_speak_row_is_cached_by_content(tmp_path):
+def test_speak_row_is_cached_by_content(tmp_path, monkeypatch):
+    from streamaudio.speech import tts as backends
+
+    calls = []
+    real = backends.EspeakBackend.synthesize
+    monkeypatch.setattr(backends.EspeakBackend, "synthesize",
+                        lambda self, text, group: calls.append(text) or real(self, text, group))
     row = {"id": "x", "text": "How tall is **Mount Everest**?", "response": "About 8,849 metres.",
            "split_group": "g", "corpus": "ultrachat"}
     v = pick_voice([Voice("en-us"), Voice("en")], "g")
     a = speak_row(row, v, tmp_path)
     files = sorted(tmp_path.rglob("*.flac"))
     b = speak_row(row, v, tmp_path)
+    # the second time nothing is synthesized: the audio and its word timings come from the cache
+    assert calls == ["How tall is Mount Everest?"]
     assert a == b and sorted(tmp_path.rglob("*.flac")) == files and len(files) == 1
+    speak_row({**row, "text": "How deep is the sea?"}, v, tmp_path)  # another text is another key
+    assert len(calls) == 2 and len(list(tmp_path.rglob("*.flac"))) == 2
     assert a["text"] == "How tall is Mount Everest?" and a["kind"] == "speech" and a["sample_rate"] == 16000
     assert a["words"][-1]["text"] == "Everest?" and a["words"][-1]["end_s"] <= a["duration_s"]

@@ -8,8 +8,8 @@ from functools import lru_cache
 
 import yaml
 
-from ..format import MANIFESTS_DIR
-from ..tts import _engine
+from ..resources import MANIFESTS_DIR
+from ..speech.espeak import _engine
 
 
 @lru_cache(maxsize=1)

@@ -1,5 +1,6 @@
 """The alignment stage: clip rows in, the same rows plus `words` and
-`align_score` out, failures as rejects. Runs as Ray Data actors (one aligner
+`align_score` out, failures as rejects. `Align` is the build's source stage;
+`align_manifest` is `streamaudio align`. Runs as Ray Data actors (one aligner
 per actor; GPUs, fractional allowed, for the ctc backend), caches every result
 by clip content, and resumes from part files."""
 from __future__ import annotations
@@ -8,13 +9,13 @@ import hashlib
 import json
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..audio import AudioReadError, load_clip
 from ..format import WORD_TYPE
 from ..parallel import map_rows_with_actors
+from ..stages import BuildEnv, SourceStage, SourceState, register_stage
 from .base import AlignmentFailure
 
 RESULT_SCHEMA = pa.schema([
@@ -210,3 +211,90 @@ def align_manifest(in_path: Path, out_path: Path, backend: str, *, model_dir: st
     parts.rmdir()
     return {"clips": rows.num_rows, "aligned": ok.num_rows, "rejected": bad.num_rows, "resumed": len(done_ids),
             "out": str(out_path), "rejects": str(rejects_path)}
+
+
+# ---------------------------------------------------------------- the build's source stage
+ALIGN_SCHEMA = {
+    "type": "object", "additionalProperties": False, "required": ["backend"],
+    "description": "time the words of speech clips that have none",
+    "properties": {
+        "backend": {"type": "string", "enum": list(BACKENDS)},
+        "model_dir": {"type": "string", "description": "ctc: a local Wav2Vec2ForCTC folder, relative to the catalog"},
+        "actors": {"type": "integer", "minimum": 1},
+        "gpus_per_actor": {"type": "number", "minimum": 0},
+        "reject_failures": {"type": "boolean", "description": "default true: a clip that cannot be aligned is rejected"},
+    },
+}
+
+
+def _backend_version(cfg: dict) -> list:
+    from importlib.metadata import PackageNotFoundError, version
+
+    if cfg["backend"] == "pocketsphinx":
+        return ["pocketsphinx", version("pocketsphinx")]
+    model = Path(cfg.get("model_dir") or "")
+    files = sorted(model.glob("*")) if model.is_dir() else []
+    try:
+        tv = version("transformers")
+    except PackageNotFoundError:
+        tv = ""
+    return ["ctc", tv, [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files if p.is_file()]]
+
+
+@register_stage
+class Align(SourceStage):
+    """Word timings for speech clips that have none (cached per clip by content)."""
+    name = "align"
+    order = 30
+    config_key = "align"
+    config_schema = ALIGN_SCHEMA
+    version = "2"
+
+    def _cfg(self, state: SourceState) -> dict | None:
+        return self.config(state.spec) or state.hints.get("align_default")
+
+    def applies(self, state: SourceState, env: BuildEnv) -> bool:
+        return self._cfg(state) is not None
+
+    def static_effect(self, spec, kind, provides):
+        return kind, provides | {"words"}
+
+    def cache_config(self, state: SourceState, env: BuildEnv):
+        cfg = self._cfg(state)
+        return [{k: v for k, v in cfg.items() if k not in ("actors", "gpus_per_actor")}, _backend_version(cfg)]
+
+    def run(self, state: SourceState, env: BuildEnv) -> None:
+        import pyarrow.compute as pc
+
+        from ..progress import progress_bar
+
+        cfg = self._cfg(state)
+        env.ray()  # aligners run as Ray Data actors
+        table = state.table
+        need = table.filter(pc.and_(pc.and_(pc.equal(table["kind"], "speech"),
+                                            pc.not_equal(pc.utf8_trim_whitespace(table["text"]), "")),
+                                    pc.equal(pc.list_value_length(table["words"]), 0)))
+        results: dict[str, dict] = {}
+        with progress_bar(f"align {state.name}", need.num_rows, env.show_progress) as advance:
+            def collect(t: pa.Table) -> None:
+                for r in t.to_pylist():
+                    results[r["id"]] = r
+                advance(t.num_rows)
+
+            run_alignment(need, cfg["backend"], model_dir=cfg.get("model_dir"), cache_dir=str(env.cache_dir),
+                          actors=cfg.get("actors"), gpus_per_actor=cfg.get("gpus_per_actor", 0.0), on_batch=collect)
+        rows = []
+        for r in table.to_pylist():
+            res = results.get(r["id"])
+            if res is not None and res["reason"]:
+                if cfg.get("reject_failures", True):
+                    state.reject(self.name, r["id"], res["reason"])
+                    continue
+            elif res is not None:
+                r = {**r, "words": res["words"], "words_by": res["aligner"]}
+            rows.append(r)
+        state.table = pa.Table.from_pylist(rows, table.schema)
+        state.provides.add("words")
+        state.report.update({"aligned": sum(1 for r in results.values() if not r["reason"]),
+                             "align_failed": sum(1 for r in results.values() if r["reason"]),
+                             "aligner": next((r["aligner"] for r in results.values()), "")})

@@ -1,19 +1,7 @@
-"""Corpus adapters: one per corpus, each reading the corpus' published layout."""
-from .audioset import AudioSet
-from .base import CLIP_SCHEMA, REJECT_SCHEMA, LayoutError, ManifestResult, ProbeError, Reject, write_manifest
-from .librispeech import LibriSpeech
-from .musan import MusanNoise
-from .ultrachat import UltraChat
+"""Corpus adapters (one module per corpus, each registers itself), the clip-manifest
+schema, and the scan stage that runs adapters on Ray with a cached manifest."""
+from .base import (ADAPTERS, CLIP_SCHEMA, REJECT_SCHEMA, Adapter, LayoutError, ManifestResult, ProbeError, Reject,
+                   clip_row, get_adapter, register_adapter, write_manifest)
 
-ADAPTERS = {a.corpus: a for a in (LibriSpeech, AudioSet, MusanNoise, UltraChat)}
-
-
-def get_adapter(corpus: str):
-    try:
-        return ADAPTERS[corpus]()
-    except KeyError:
-        raise ValueError(f"unknown corpus {corpus!r}; known: {sorted(ADAPTERS)}") from None
-
-
-__all__ = ["ADAPTERS", "CLIP_SCHEMA", "REJECT_SCHEMA", "LayoutError", "ManifestResult", "ProbeError",
-           "Reject", "get_adapter", "write_manifest"]
+__all__ = ["ADAPTERS", "CLIP_SCHEMA", "REJECT_SCHEMA", "Adapter", "LayoutError", "ManifestResult", "ProbeError",
+           "Reject", "clip_row", "get_adapter", "register_adapter", "write_manifest"]

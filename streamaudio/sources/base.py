@@ -1,14 +1,28 @@
-"""Clip manifests: the typed rows every corpus adapter produces.
+"""Clip manifests: the typed rows every corpus adapter produces, and the adapter
+interface.
 
-An adapter reads one corpus in its published on-disk layout and yields
-either a clip row or a Reject. Rows are streamed into Parquet in batches, so
-a corpus is never held in memory whole.
+An adapter reads one corpus in its published on-disk layout. It splits the corpus
+into independent work units (a LibriSpeech chapter, a batch of AudioSet segments)
+with a cheap listing, and turns each unit into clip rows or Rejects; the scan
+stage (streamaudio.sources.scan) runs units as Ray tasks and caches the manifest
+by the adapter's version and the corpus files' (path, size, mtime).
+
+A new corpus is one module in this folder::
+
+    @register_adapter
+    class MyCorpus(Adapter):
+        corpus, kind, license = "mycorpus", "speech", "CC-BY-4.0"
+        expected_layout = "MyCorpus/<split>/*.wav + transcripts.tsv"
+        def check_layout(self, root, options): ...
+        def units(self, root, options): ...          # JSON-able work items
+        def scan_unit(self, root, options, unit): ...  # yields clip_row(...) or Reject(...)
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -16,6 +30,7 @@ import pyarrow.parquet as pq
 import soundfile as sf
 
 from ..format import WORD_TYPE
+from ..registry import Registry
 
 CLIP_SCHEMA = pa.schema(
     [
@@ -42,6 +57,7 @@ CLIP_SCHEMA = pa.schema(
         pa.field("active_end_s", pa.float64()),
         # the source's own reply for text sources (chat); "" otherwise
         pa.field("response", pa.string()),
+        pa.field("attrs", pa.string()),  # JSON object of corpus-specific facts ("{}" if none)
     ]
 )
 
@@ -76,7 +92,7 @@ def clip_row(**kw) -> dict:
         "id": "", "corpus": "", "kind": "", "path": "", "offset_s": 0.0, "duration_s": 0.0,
         "sample_rate": 0, "language": "", "text": "", "text_by": "", "speaker": "", "labels": [], "caption": "",
         "license": "", "split_group": "", "words": [], "words_by": "", "active_start_s": -1.0, "active_end_s": -1.0,
-        "response": "",
+        "response": "", "attrs": "{}",
     }
     unknown = set(kw) - set(row)
     if unknown:
@@ -152,14 +168,66 @@ def active_span(path: Path, floor_margin_db: float = 12.0, hop_s: float = 0.01, 
     return round(starts[keep][0] * hop / sr, 4), round(ends[keep][-1] * hop / sr, 4)
 
 
-class Adapter(Protocol):
-    corpus: str
-    kind: str
-    expected_layout: str
+class Adapter:
+    """One corpus in its published layout. Subclasses set the class attributes and
+    implement ``check_layout``, ``units`` and ``scan_unit``."""
 
-    def check_layout(self, root: Path) -> None: ...
+    corpus: str = ""  # the name catalogs use (``corpus: librispeech``)
+    kind: str = ""  # what its rows are: speech, sound, music, noise or text
+    license: str = ""
+    expected_layout: str = ""  # shown in every layout error
+    version: str = "1"  # bump when the rows an adapter writes change: cached manifests are rebuilt
+    provides: frozenset[str] = frozenset()  # row facts recipes may require: text, words, labels, response, ...
 
-    def scan(self, root: Path, options: dict) -> Iterator[dict | Reject]: ...
+    def check_layout(self, root: Path, options: dict) -> None:
+        """Raise LayoutError (naming expected_layout) when ``root`` is not this corpus."""
+        raise NotImplementedError
+
+    def listing_roots(self, root: Path, options: dict) -> list[Path]:
+        """The folders or files whose contents decide the manifest (for its cache key)."""
+        return [root]
+
+    def units(self, root: Path, options: dict) -> list[Any]:
+        """Independent, JSON-able work items, in manifest order; cheap (a listing, no audio)."""
+        return [None]
+
+    def scan_unit(self, root: Path, options: dict, unit: Any) -> Iterator[dict | Reject]:
+        raise NotImplementedError
+
+    def scan(self, root: Path, options: dict) -> Iterator[dict | Reject]:
+        """Every unit in order, in this process."""
+        for unit in self.units(root, options):
+            yield from self.scan_unit(root, options, unit)
+
+
+ADAPTERS: Registry[type[Adapter]] = Registry("corpus adapter", "streamaudio.sources", "streamaudio.adapters")
+register_adapter = ADAPTERS.register()
+
+
+def get_adapter(corpus: str) -> Adapter:
+    return ADAPTERS.get(corpus)()
+
+
+def listing_key(adapter: Adapter, root: Path, options: dict) -> list:
+    """(relative path, size, mtime) of every file under the adapter's listing roots: a
+    manifest is rescanned only when one of these changes."""
+    out = []
+    for base in adapter.listing_roots(root, options):
+        base = Path(base)
+        if base.is_file():
+            st = base.stat()
+            out.append([str(base), st.st_size, st.st_mtime_ns])
+            continue
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames.sort()
+            for f in sorted(filenames):
+                p = os.path.join(dirpath, f)
+                try:
+                    st = os.stat(p)
+                except OSError:
+                    continue
+                out.append([os.path.relpath(p, root), st.st_size, st.st_mtime_ns])
+    return out
 
 
 @dataclass
@@ -180,18 +248,20 @@ class ManifestResult:
 
 def write_manifest(adapter: Adapter, root: Path, out: Path, options: dict | None = None,
                    batch: int = 512, progress=None, source_name: str | None = None) -> ManifestResult:
-    """Stream an adapter's rows into a Parquet clip manifest (temp name, then rename)."""
+    """Stream an adapter's rows into a Parquet clip manifest in this process (temp name,
+    then rename). The build runs the same units as Ray tasks (streamaudio.sources.scan)."""
     root = Path(root)
-    if not root.is_dir():
-        raise LayoutError(f"{adapter.corpus}: {root} is not a folder. Expected layout: {adapter.expected_layout}")
-    adapter.check_layout(root)
+    options = options or {}
+    if not root.exists():
+        raise LayoutError(f"{adapter.corpus}: {root} does not exist. Expected layout: {adapter.expected_layout}")
+    adapter.check_layout(root, options)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     res = ManifestResult(corpus=adapter.corpus, path=out)
     buf: list[dict] = []
     name = source_name or adapter.corpus
     with pq.ParquetWriter(tmp, CLIP_SCHEMA, compression="zstd") as w:
-        for item in adapter.scan(root, options or {}):
+        for item in adapter.scan(root, options):
             if isinstance(item, Reject):
                 res.rejects.append({"stage": item.stage, "source": name, "item": item.item, "reason": item.reason})
             else:

@@ -1,20 +1,23 @@
 """LibriSpeech: ``<subset>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac`` with
-one ``<speaker>-<chapter>.trans.txt`` per chapter (``<utt-id> TRANSCRIPT`` lines)."""
+one ``<speaker>-<chapter>.trans.txt`` per chapter (``<utt-id> TRANSCRIPT`` lines).
+One work unit per chapter folder."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Iterator
 
-from .base import LayoutError, ProbeError, Reject, clip_row, probe_audio
+from .base import Adapter, LayoutError, ProbeError, Reject, clip_row, probe_audio, register_adapter
 
 SUBSETS = ("dev-clean", "dev-other", "test-clean", "test-other", "train-clean-100",
            "train-clean-360", "train-other-500")
 
 
-class LibriSpeech:
+@register_adapter
+class LibriSpeech(Adapter):
     corpus = "librispeech"
     kind = "speech"
     license = "CC-BY-4.0"
+    provides = frozenset({"text", "speaker"})
     expected_layout = ("LibriSpeech/<subset>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac plus "
                        "<speaker>-<chapter>.trans.txt, <subset> one of " + ", ".join(SUBSETS))
 
@@ -33,17 +36,24 @@ class LibriSpeech:
             found = [base / s for s in wanted]
         return found
 
-    def check_layout(self, root: Path, options: dict | None = None) -> None:
-        subs = self.subsets(root, options or {})
+    def check_layout(self, root: Path, options: dict) -> None:
+        subs = self.subsets(root, options)
         if not subs or not any(next(s.glob("*/*/*.trans.txt"), None) for s in subs):
             raise LayoutError(f"librispeech: no subset with transcripts under {root}. "
                               f"Expected layout: {self.expected_layout}")
 
-    def scan(self, root: Path, options: dict) -> Iterator[dict | Reject]:
-        for subset in self.subsets(root, options):
-            for chapter_dir in sorted(p for p in subset.glob("*/*") if p.is_dir()):
-                speaker, chapter = chapter_dir.parent.name, chapter_dir.name
-                yield from self._chapter(chapter_dir, speaker, chapter, subset.name)
+    def listing_roots(self, root: Path, options: dict) -> list[Path]:
+        return self.subsets(root, options)
+
+    def units(self, root: Path, options: dict) -> list[str]:
+        base = self._base(root)
+        return [str(d.relative_to(base)) for s in self.subsets(root, options)
+                for d in sorted(p for p in s.glob("*/*") if p.is_dir())]
+
+    def scan_unit(self, root: Path, options: dict, unit: str) -> Iterator[dict | Reject]:
+        d = self._base(root) / unit
+        subset, speaker, chapter = Path(unit).parts
+        yield from self._chapter(d, speaker, chapter, subset)
 
     def _chapter(self, d: Path, speaker: str, chapter: str, subset: str) -> Iterator[dict | Reject]:
         trans_path = d / f"{speaker}-{chapter}.trans.txt"

@@ -1,19 +1,22 @@
 """UltraChat: JSON Lines of conversations, either ``{"messages": [{"role", "content"}...]}``
 (HuggingFaceH4/ultrachat_200k) or ``{"id", "data": [user, assistant, ...]}`` (the original
-release). Text only: the first user message and the first assistant reply are kept."""
+release). Text only: the first user message and the first assistant reply are kept.
+One work unit per file."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Iterator
 
-from .base import LayoutError, Reject, clip_row
+from .base import Adapter, LayoutError, Reject, clip_row, register_adapter
 
 
-class UltraChat:
+@register_adapter
+class UltraChat(Adapter):
     corpus = "ultrachat"
     kind = "text"
     license = "MIT"
+    provides = frozenset({"text", "response"})
     expected_layout = "a folder of *.jsonl files, one conversation per line with 'messages' or 'data'"
 
     def _files(self, root: Path) -> list[Path]:
@@ -22,15 +25,21 @@ class UltraChat:
             raise LayoutError(f"ultrachat: no .jsonl files under {root}. Expected layout: {self.expected_layout}")
         return files
 
-    def check_layout(self, root: Path, options: dict | None = None) -> None:
+    def check_layout(self, root: Path, options: dict) -> None:
         self._files(root)
 
-    def scan(self, root: Path, options: dict) -> Iterator[dict | Reject]:
-        for path in self._files(root):
-            with open(path, "rb") as f:
-                for lineno, raw in enumerate(f, 1):
-                    if raw.strip():
-                        yield self._line(raw, f"{path.name}:{lineno}")
+    def listing_roots(self, root: Path, options: dict) -> list[Path]:
+        return self._files(root)
+
+    def units(self, root: Path, options: dict) -> list[str]:
+        return [str(p) for p in self._files(root)]
+
+    def scan_unit(self, root: Path, options: dict, unit: str) -> Iterator[dict | Reject]:
+        path = Path(unit)
+        with open(path, "rb") as f:
+            for lineno, raw in enumerate(f, 1):
+                if raw.strip():
+                    yield self._line(raw, f"{path.name}:{lineno}")
 
     def _line(self, raw: bytes, where: str) -> dict | Reject:
         try:

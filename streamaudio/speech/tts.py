@@ -17,7 +17,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .format import SAMPLE_RATE
+from ..format import SAMPLE_RATE
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def pick_for_group(options: list, group: str):
 
 class EspeakBackend:
     def __init__(self, config: TTSConfig):
-        from .fixtures import load_voices
+        from .espeak import load_voices
 
         self.voices = load_voices()
 
@@ -51,7 +51,7 @@ class EspeakBackend:
         return ["espeak-ng", v.tag]
 
     def synthesize(self, text: str, group: str) -> tuple[np.ndarray, list[tuple[str, float, float]], str]:
-        from .tts import synthesize
+        from .espeak import synthesize
 
         v = pick_for_group(self.voices, group)
         speech = synthesize(text, v)
@@ -77,7 +77,7 @@ class OpenAISpeechBackend:
     def synthesize(self, text: str, group: str):
         import threading
 
-        from .llm import LLMConfig, StageStats, call_with_retries
+        from ..text.llm import LLMConfig, StageStats, call_with_retries
 
         voice = pick_for_group(self.voices, group)
         cfg = LLMConfig(base_url=self.config.base_url, model=self.config.model, timeout_s=self.config.timeout_s,

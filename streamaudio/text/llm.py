@@ -27,7 +27,15 @@ FAILURE_KEY = "__streamaudio_llm_failure__"
 
 
 class LLMError(RuntimeError):
-    """A request failed for good (retries and repairs used up); the message is a reject reason."""
+    """A request failed for good (retries and repairs used up); the message is a reject reason.
+
+    ``transient`` is true when the model never answered (rate limits, timeouts, server or
+    HTTP errors): a later build should ask again, so nothing built on it is cached. An
+    answer that stayed invalid after its repairs is a verdict, not transient."""
+
+    def __init__(self, message: str, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass
@@ -113,7 +121,7 @@ def call_with_retries(request, stage: str, stats: StageStats, lock, cfg: LLMConf
             except openai.APIStatusError as exc:  # 4xx other than 429: retrying will not help
                 with lock:
                     stats.failures += 1
-                raise LLMError(f"{stage}: HTTP {exc.status_code}: {str(exc)[:200]}") from None
+                raise LLMError(f"{stage}: HTTP {exc.status_code}: {str(exc)[:200]}", transient=True) from None
         if attempt == cfg.max_retries:
             break
         with lock:
@@ -122,7 +130,7 @@ def call_with_retries(request, stage: str, stats: StageStats, lock, cfg: LLMConf
         time.sleep(min(cfg.max_backoff_s, wait) if wait is not None else backoff)
     with lock:
         stats.failures += 1
-    raise LLMError(f"{stage}: gave up after {cfg.max_retries + 1} attempts: {last}")
+    raise LLMError(f"{stage}: gave up after {cfg.max_retries + 1} attempts: {last}", transient=True)
 
 
 class LLMClient:

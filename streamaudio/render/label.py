@@ -8,19 +8,25 @@ from __future__ import annotations
 
 import math
 
-from .format import CHUNK_S, SAMPLE_RATE, SPLITS, chunk_of, n_chunks, taxonomy
-from .plan import TurnPlan
+from ..format import CHUNK_S, MAX_EVIDENCE_DELAY_S, SAMPLE_RATE, SPLITS, chunk_of, n_chunks, taxonomy
 
 TOL = 1e-4  # seconds; timings are stored rounded to 0.1 ms
+# a turn's evidence_s and the word it names are placed separately (the segment on a sample,
+# the plan on the clip's timings, both rounded): they agree to well under a millisecond
+WORD_TOL = 1e-3
 
 
-def label_turns(turns: list[TurnPlan], duration_s: float, chunk_s: float = CHUNK_S) -> tuple[list[dict], list[int]]:
+def label_turns(turns: list[dict], duration_s: float, chunk_s: float = CHUNK_S) -> tuple[list[dict], list[int]]:
+    """Stored-plan turns (streamaudio.plan.store: evidence already resolved to segment
+    indices and a time) -> format v2 turn structs in time order, and the chunk labels."""
     out = []
-    for t in sorted(turns, key=lambda t: (t.trigger_s, t.kind)):
+    for t in sorted(turns, key=lambda t: (t["trigger_s"], t["kind"])):
+        trig = round(float(t["trigger_s"]), 4)
         out.append({
-            "trigger_s": round(float(t.trigger_s), 4), "chunk": chunk_of(round(float(t.trigger_s), 4), chunk_s),
-            "kind": t.kind, "text": t.text if t.kind == "respond" else "", "emotion": t.emotion,
-            "tool_call": t.tool_call,
+            "trigger_s": trig, "chunk": chunk_of(trig, chunk_s),
+            "kind": t["kind"], "text": t["text"] if t["kind"] == "respond" else "", "emotion": t["emotion"],
+            "tool_call": t["tool_call"], "evidence_s": round(float(t["evidence_s"]), 4),
+            "evidence": [int(i) for i in t["evidence"]],
         })
     labels = [0] * n_chunks(duration_s, chunk_s)
     for t in out:
@@ -30,7 +36,7 @@ def label_turns(turns: list[TurnPlan], duration_s: float, chunk_s: float = CHUNK
 
 
 def episode_violations(row: dict, chunk_s: float = CHUNK_S) -> list[str]:
-    """Every way ``row`` (a format v1 episode, audio aside) breaks the contract."""
+    """Every way ``row`` (a format v2 episode, audio aside) breaks the contract."""
     v: list[str] = []
     tax = taxonomy()
     if row.get("subtask") not in tax.subtasks:
@@ -67,7 +73,9 @@ def episode_violations(row: dict, chunk_s: float = CHUNK_S) -> list[str]:
             prev = w["start_s"]
     want = [0] * n
     respond_chunks: dict[int, int] = {}
+    segments = row.get("segments") or []
     for j, t in enumerate(row.get("turns") or []):
+        v += _evidence_violations(j, t, segments, bool((row.get("system_prompt") or "").strip()))
         if t["kind"] not in tax.turn_kinds:
             v.append(f"turn {j}: kind {t['kind']!r}")
             continue
@@ -90,4 +98,33 @@ def episode_violations(row: dict, chunk_s: float = CHUNK_S) -> list[str]:
     if len(labels) == n and list(labels) != want:
         bad = [i for i in range(n) if labels[i] != want[i]]
         v.append(f"chunk_labels disagree with respond turns at chunks {bad[:10]}")
+    return v
+
+
+def _evidence_violations(j: int, t: dict, segments: list[dict], has_prompt: bool) -> list[str]:
+    """The evidence rule: no reply before what it answers has been heard, none long after;
+    evidence names segments that have started by then; a turn that names a speech segment
+    is due at the end of one of its words (a partial turn) or after its last word."""
+    v = []
+    if "evidence_s" not in t:
+        return [f"turn {j}: no evidence_s"]
+    ev, trig = t["evidence_s"], t["trigger_s"]
+    if not (ev - TOL <= trig <= ev + MAX_EVIDENCE_DELAY_S + TOL):
+        v.append(f"turn {j}: trigger_s {trig} not within [evidence_s {ev}, evidence_s + {MAX_EVIDENCE_DELAY_S}]")
+    idx = list(t.get("evidence") or [])
+    if not idx:
+        if t["kind"] == "stay_silent":
+            v.append(f"turn {j}: stay_silent turn names no evidence (what would a naive model answer?)")
+        elif not has_prompt:
+            v.append(f"turn {j}: respond turn names no evidence and there is no system prompt it could answer")
+    for i in idx:
+        if not 0 <= i < len(segments):
+            v.append(f"turn {j}: evidence index {i} is not a segment")
+            continue
+        seg = segments[i]
+        if seg["start_s"] > ev + TOL:
+            v.append(f"turn {j}: evidence segment {i} starts at {seg['start_s']}, after evidence_s {ev}")
+        words = seg.get("words") or []
+        if words and ev < words[-1]["end_s"] - WORD_TOL and not any(abs(ev - w["end_s"]) <= WORD_TOL for w in words):
+            v.append(f"turn {j}: evidence_s {ev} is neither a word end of segment {i} nor after its last word")
     return v

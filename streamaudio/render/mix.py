@@ -9,24 +9,22 @@ loop, with crossfades, under the whole episode.
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass
 
 import numpy as np
 import soundfile as sf
 
-from .audio import AudioReadError, load_clip as _load_clip
-from .format import CHUNK_S, SAMPLE_RATE, round_up_to_chunk
-from .plan import EpisodePlan, PlanError, SegmentPlan
+from ..audio import AudioReadError, load_clip as _load_clip
+from ..format import CHUNK_S, SAMPLE_RATE, round_up_to_chunk
+from ..plan.types import EpisodePlan, PlanError, RenderError, SegmentPlan
 
 REFERENCE_DBFS = -23.0  # active level every clip is normalised to before gain_db
 PEAK_LIMIT = 0.97
 FADE_S = 0.01
 LOOP_XFADE_S = 0.05
 FLAC_LEVEL = 0.0
-
-
-class RenderError(ValueError):
-    """A clip cannot be rendered (unreadable, shorter than planned); becomes a reject."""
+SNR_FLOOR_DB = -100.0  # below this, the rest of the mix is digital silence: no SNR to speak of
 
 
 def load_clip(clip: dict, start_s: float = 0.0, dur_s: float | None = None) -> np.ndarray:
@@ -40,21 +38,39 @@ def load_clip(clip: dict, start_s: float = 0.0, dur_s: float | None = None) -> n
 class RenderedEpisode:
     flac: bytes
     duration_s: float
-    segments: list[dict]  # format v1 segment structs (episode time)
+    segments: list[dict]  # format v2 segment structs (episode time), in plan order
 
 
-def active_level_db(x: np.ndarray) -> float:
-    """Mean level of the active 10 ms frames: those within 20 dB of the loudest 5%.
-    Pauses in speech and the quiet around a short event do not count, so a sparse
-    event and continuous noise at the same gain sound equally loud where they sound."""
+def _frame_energy(x: np.ndarray) -> np.ndarray:
     hop = SAMPLE_RATE // 100
     n = len(x) // hop
     if n == 0:
-        e = np.array([np.mean(x.astype(np.float64) ** 2) + 1e-12])
-    else:
-        e = np.mean(x[: n * hop].reshape(n, hop).astype(np.float64) ** 2, axis=1) + 1e-12
-    ref = np.percentile(e, 95)
-    return float(10 * np.log10(np.mean(e[e >= ref * 0.01])))
+        return np.array([np.mean(x.astype(np.float64) ** 2) + 1e-12])
+    return np.mean(x[: n * hop].reshape(n, hop).astype(np.float64) ** 2, axis=1) + 1e-12
+
+
+def _active(e: np.ndarray) -> np.ndarray:
+    """The active 10 ms frames: those within 20 dB of the loudest 5%."""
+    return e >= np.percentile(e, 95) * 0.01
+
+
+def active_level_db(x: np.ndarray) -> float:
+    """Mean level of the active 10 ms frames. Pauses in speech and the quiet around a
+    short event do not count, so a sparse event and continuous noise at the same gain
+    sound equally loud where they sound."""
+    e = _frame_energy(x)
+    return float(10 * np.log10(np.mean(e[_active(e)])))
+
+
+def snr_db(own: np.ndarray, rest: np.ndarray) -> float | None:
+    """A segment's level over everything else audible under it: mean energies over the
+    segment's active frames, own / rest. None when the rest is digital silence there."""
+    e_own, e_rest = _frame_energy(own), _frame_energy(rest)
+    act = _active(e_own)
+    rest_db = 10 * np.log10(np.mean(e_rest[act]))
+    if rest_db < SNR_FLOOR_DB:
+        return None
+    return float(np.float32(round(10 * np.log10(np.mean(e_own[act])) - rest_db, 2)))
 
 
 def _fade(x: np.ndarray, n_in: int, n_out: int) -> np.ndarray:
@@ -129,15 +145,28 @@ def render(plan: EpisodePlan, chunk_s: float = CHUNK_S) -> RenderedEpisode:
     loaded = [loaded[i] for i in range(len(plan.segments))]
     mix = np.zeros(n, dtype=np.float32)
     fade = int(FADE_S * SAMPLE_RATE)
-    placed = []
-    for seg, x in zip(plan.segments, loaded):
+    placed: list = [None] * len(plan.segments)
+    gains = [float(seg.gain_db) for seg in plan.segments]
+    # segments with a target SNR go last: their gain is set over what the others put under them
+    order = sorted(range(len(plan.segments)), key=lambda i: plan.segments[i].snr_db is not None)
+    for i in order:
+        seg, x = plan.segments[i], loaded[i]
         at = int(round(seg.start_s * SAMPLE_RATE))
         if seg.loop_to_end:
             x = _loop(x, n - at)
         x = _fade(x, fade, fade)
         end = min(n, at + len(x))
-        mix[at:end] += x[: end - at]
-        placed.append((seg, at / SAMPLE_RATE, end / SAMPLE_RATE))
+        x = x[: end - at]
+        if seg.snr_db is not None and end > at:
+            now = snr_db(x, mix[at:end])
+            if now is not None:  # something is under it: move its level to the target over it
+                delta = float(seg.snr_db) - now
+                x = x * np.float32(10 ** (delta / 20))
+                gains[i] += delta
+        mix[at:end] += x
+        placed[i] = (seg, at, end, x)
+    # measured on the mix as rendered, before the limiter (which scales everything alike)
+    snrs = [snr_db(x, mix[at:end] - x) if end > at else None for _, at, end, x in placed]
 
     # a peak limiter on the whole mix keeps every relative level; its gain is
     # added to each segment's gain_db so the metadata still tells the truth
@@ -148,16 +177,18 @@ def render(plan: EpisodePlan, chunk_s: float = CHUNK_S) -> RenderedEpisode:
         shift_db = 20 * np.log10(PEAK_LIMIT / peak)
 
     segments = []
-    for seg, s, e in placed:
+    for (seg, at, end, _), snr, gain in zip(placed, snrs, gains):
         clip = seg.clip
+        s, e = at / SAMPLE_RATE, end / SAMPLE_RATE
         segments.append({
             "start_s": round(s, 4), "end_s": round(e, 4), "kind": seg.kind, "role": seg.role,
             "text": clip.get("text", "") if seg.text is None else seg.text,
             "language": clip.get("language", "") if seg.kind == "speech" else "",
             "labels": list(clip.get("labels") or []) if seg.labels is None else list(seg.labels),
             "words": _words(seg, s, e) if seg.kind == "speech" else [],
-            "gain_db": float(np.float32(seg.gain_db + shift_db)),
+            "gain_db": float(np.float32(gain + shift_db)),
             "corpus": clip["corpus"], "clip_id": clip["id"], "license": clip.get("license", ""),
+            "snr_db": snr, "attrs": json.dumps(seg.attrs, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
         })
     buf = io.BytesIO()
     # FLAC level 0: ~30% faster to encode than the default for ~1% more bytes (benchmarks/bench_render.py)

@@ -119,6 +119,8 @@ class _Handler(BaseHTTPRequestHandler):
             content = json.dumps({"unexpected": 42})
         else:
             content = json.dumps(_value_for(schema, body_text))
+        with self.server.lock:
+            self.server.log.append({"request": req, "content": content})
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in req.get("messages", []))
         resp = {
             "id": f"chatcmpl-{self.server.counts[self.path]}", "object": "chat.completion", "created": 0,
@@ -133,7 +135,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _speech(self, req: dict):
         import soundfile as sf
 
-        from .tts import TTSError, Voice, synthesize
+        from ..speech.espeak import TTSError, Voice, synthesize
 
         voice = req.get("voice") or "en-us"
         try:
@@ -156,6 +158,7 @@ class DevServer(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.slow_s, self.retry_after_s = slow_s, retry_after_s
         self.latency_s = 0.0
+        self.log: deque[dict] = deque(maxlen=2000)  # chat requests and the content answered, for tests
         self._thread: threading.Thread | None = None
 
     @property

@@ -1,11 +1,13 @@
 """Build catalogs: which sub-tasks, how many episodes, from which sources.
 
-A catalog is YAML (see manifests/demo.yaml); it is checked against
-schemas/catalog.schema.json so a typo fails fast with the offending key.
-Relative paths resolve against the catalog file's folder.
+A catalog is YAML (see manifests/demo.yaml); it is checked against the catalog
+schema, completed from the registries (corpus adapters, source stages, the
+taxonomy), so a typo fails fast with the offending key. Relative paths resolve
+against the catalog file's folder.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -14,7 +16,10 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .format import CHUNK_S, SCHEMAS_DIR, SPLITS
+from ..format import CHUNK_S, SPLITS, taxonomy
+from ..resources import SCHEMAS_DIR
+
+DEFAULT_MAX_REJECT_RATE = 0.05
 
 
 class CatalogError(ValueError):
@@ -27,9 +32,10 @@ class SourceSpec:
     corpus: str
     root: Path
     options: dict = field(default_factory=dict)
-    spoken: dict | None = None  # text sources: turn into speech with TTS before planning
-    align: dict | None = None  # speech without word timings: align (backend, model_dir, actors, gpus_per_actor)
-    asr_check: dict | None = None  # decode and reject clips above max_wer
+    stages: dict = field(default_factory=dict)  # stage config key -> settings (spoken, align, asr_check, ...)
+
+    def stage_config(self, key: str):
+        return self.stages.get(key)
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,7 @@ class SubtaskSpec:
     pools: dict[str, str]  # recipe pool name -> catalog source name
     shard_size: int
     options: dict = field(default_factory=dict)
+    max_reject_rate: float = DEFAULT_MAX_REJECT_RATE
 
 
 @dataclass(frozen=True)
@@ -51,10 +58,11 @@ class Catalog:
     subtasks: dict[str, SubtaskSpec]
     recipe_dirs: tuple[Path, ...]
     path: Path
-    fingerprint: str  # hash of the catalog's resolved content: resume only reuses shards of the same catalog
+    fingerprint: str  # hash of the catalog's resolved content
     cache_dir: Path | None = None
     llm: dict | None = None  # base_url, model, concurrency, timeout_s, max_retries, ...
     tts: dict | None = None  # backend, base_url, model, voice
+    raw: dict = field(default_factory=dict, compare=False)
 
     def split_counts(self, count: int) -> dict[str, int]:
         """Episodes per split: largest-remainder rounding, at least one per split
@@ -73,8 +81,31 @@ class Catalog:
                     out[s] += 1
         return out
 
+    def subtask_settings(self, subtask: str) -> dict:
+        """What of the catalog decides a sub-task's episodes (part of its shards' fingerprint)."""
+        spec = self.subtasks[subtask]
+        return {"seed": self.seed, "chunk_s": self.chunk_s, "splits": self.splits, "count": spec.count,
+                "shard_size": spec.shard_size, "options": spec.options, "pools": spec.pools}
+
+
+def catalog_schema() -> dict:
+    """The catalog schema with the registries' names and the stages' settings filled in."""
+    from ..sources.base import ADAPTERS
+    from ..stages import ordered_stages
+
+    schema = copy.deepcopy(json.loads((SCHEMAS_DIR / "catalog.schema.json").read_text()))
+    src = schema["properties"]["sources"]["additionalProperties"]
+    src["properties"]["corpus"]["enum"] = ADAPTERS.names()
+    for stage in ordered_stages():
+        if stage.config_key and stage.config_schema:
+            src["properties"][stage.config_key] = stage.config_schema
+    schema["properties"]["subtasks"]["propertyNames"] = {"enum": sorted(taxonomy().subtasks)}
+    return schema
+
 
 def load_catalog(path: str | Path) -> Catalog:
+    from ..stages import ordered_stages
+
     path = Path(path).resolve()
     if not path.is_file():
         raise CatalogError(f"catalog not found: {path}")
@@ -82,21 +113,23 @@ def load_catalog(path: str | Path) -> Catalog:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise CatalogError(f"{path}: not valid YAML: {exc}") from None
-    schema = json.loads((SCHEMAS_DIR / "catalog.schema.json").read_text())
-    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(raw), key=lambda e: list(e.path))
+    errors = sorted(jsonschema.Draft202012Validator(catalog_schema()).iter_errors(raw), key=lambda e: list(e.path))
     if errors:
         lines = [f"  at {'/'.join(map(str, e.path)) or '(top)'}: {e.message}" for e in errors]
-        raise CatalogError(f"{path}: catalog does not match schemas/catalog.schema.json:\n" + "\n".join(lines))
+        raise CatalogError(f"{path}: catalog does not match the catalog schema "
+                           f"(`streamaudio catalog-schema` prints it):\n" + "\n".join(lines))
     base = path.parent
+    stage_keys = {s.config_key for s in ordered_stages() if s.config_key}
     sources = {}
     for name, s in raw["sources"].items():
-        align = dict(s["align"]) if s.get("align") else None
+        stages = {k: copy.deepcopy(v) for k, v in s.items() if k in stage_keys}
+        align = stages.get("align")
         if align and align.get("model_dir"):
             align["model_dir"] = str((base / align["model_dir"]).resolve())
         sources[name] = SourceSpec(name=name, corpus=s["corpus"], root=(base / s["root"]).resolve(),
-                                   options=s.get("options", {}), spoken=s.get("spoken"), align=align,
-                                   asr_check=s.get("asr_check"))
+                                   options=s.get("options", {}), stages=stages)
     subtasks = {}
+    default_gate = raw.get("max_reject_rate", DEFAULT_MAX_REJECT_RATE)
     for name, t in raw["subtasks"].items():
         pools = t.get("pools", {})
         for pool, src in pools.items():
@@ -105,7 +138,7 @@ def load_catalog(path: str | Path) -> Catalog:
                                    f"sources are {sorted(sources)}")
         subtasks[name] = SubtaskSpec(name=name, count=t["count"], pools=pools,
                                      shard_size=t.get("shard_size", raw.get("shard_size", 256)),
-                                     options=t.get("options", {}))
+                                     options=t.get("options", {}), max_reject_rate=t.get("max_reject_rate", default_gate))
     splits = raw.get("splits", {"train": 0.8, "validation": 0.1, "test": 0.1})
     if abs(sum(splits.values()) - 1.0) > 1e-6:
         raise CatalogError(f"{path}: split fractions must sum to 1, got {sum(splits.values())}")
@@ -116,5 +149,5 @@ def load_catalog(path: str | Path) -> Catalog:
         recipe_dirs=tuple((base / d).resolve() for d in raw.get("recipe_dirs", [])), path=path,
         cache_dir=(base / raw["cache_dir"]).resolve() if raw.get("cache_dir") else None,
         llm=raw.get("llm"), tts=raw.get("tts"),
-        fingerprint=hashlib.sha256(resolved.encode()).hexdigest()[:16],
+        fingerprint=hashlib.sha256(resolved.encode()).hexdigest()[:16], raw=raw,
     )

@@ -11,8 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .audio import AudioReadError, load_clip
-from .parallel import map_rows_with_actors
+from ..audio import AudioReadError, load_clip
+from ..parallel import map_rows_with_actors
 
 RESULT_SCHEMA = pa.schema([
     pa.field("id", pa.string()),

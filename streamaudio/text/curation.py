@@ -16,6 +16,7 @@ from collections import Counter
 from itertools import combinations
 
 from .llm import LLMClient, LLMError
+from .tables import ResolvedTable, TableEnv, TableProvider, load_yaml, table_path
 
 TOP_K = 3
 MAX_EVENT_S = 10.0
@@ -124,8 +125,7 @@ def plan_llm(llm: LLMClient, settings: dict, counts: Counter, policy: dict) -> l
         "events": {"type": "array", "minItems": lo, "maxItems": hi, "items": {
             "type": "object", "additionalProperties": False, "required": ["label", "note"],
             "properties": {"label": {"type": "string", "enum": labels}, "note": {"type": "string"}}}}}}
-    system = ("You plan realistic sequences of household sounds for training an always-listening assistant. "
-              "Events are in the order they happen; use only the allowed labels.")
+    system = settings["llm_system"]  # the scenario's world (a household, a street...) is the table's to say
     reqs = []
     for i in range(settings["n_scenarios"] * 2):
         setting = settings["settings"][i % len(settings["settings"])]
@@ -149,3 +149,37 @@ def curate(llm: LLMClient | None, settings: dict, rows: list[dict], policy: dict
             kept.append(d)
     writer = llm.config.tag if llm else "rules:label-co-occurrence"
     return {"writer": writer, "scenarios": kept}, rejected
+
+
+CURATION_COLUMNS = ["id", "labels", "caption", "active_start_s", "active_end_s"]
+
+
+class CuratedScenarios(TableProvider):
+    """Per-split event scenarios for a recipe's event pool: planned (LLM or rules), refined
+    into pool labels, grounded and checked. Needs a policy table (resolved before it) that
+    says which labels need a reply. Value: ``{"writer": ..., "by_split": {split: [scenario]}}``;
+    dropped drafts are rejects with stage ``curate``."""
+
+    def __init__(self, settings: str, pool: str = "events", policy: str = "policy"):
+        self.settings, self.pool, self.policy = settings, pool, policy
+
+    def __repr__(self) -> str:
+        return f"CuratedScenarios({self.settings!r}, pool={self.pool!r}, policy={self.policy!r})"
+
+    def files(self, folder):
+        return [table_path(self.settings, folder)]
+
+    def resolve(self, env: TableEnv) -> ResolvedTable:
+        settings = load_yaml(table_path(self.settings, env.folder))
+        if self.policy not in env.tables:
+            raise KeyError(f"CuratedScenarios needs the {self.policy!r} table declared before it")
+        policy = env.tables[self.policy]["labels"]
+        by_split, report, writer = {}, {}, "rules:label-co-occurrence"
+        for split, clips in sorted((env.pools.get(self.pool) or {}).items()):
+            rows = clips.select(CURATION_COLUMNS).to_pylist()
+            table, dropped = curate(env.llm, settings, rows, policy, env.seed)
+            by_split[split], writer = table["scenarios"], table["writer"]
+            report[split] = {"kept": len(table["scenarios"]), "dropped": len(dropped)}
+            for d in dropped:
+                env.reject("curate", f"{split}/{d['title']}", d["reason"])
+        return ResolvedTable({"writer": writer, "by_split": by_split}, writer=writer, note=writer, report=report)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import yaml
 
-from .format import SPLITS, hf_features
+from ..format import SPLITS, hf_features
 
 
 def render_card(build: dict) -> str:

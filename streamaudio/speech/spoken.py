@@ -8,16 +8,15 @@ engine itself, so they need no alignment.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
-import soxr
 from num2words import num2words
 
-from .format import SAMPLE_RATE
-from .tts import TTSError, Voice, synthesize
+from ..format import SAMPLE_RATE
+from .espeak import TTSError, Voice
 
 WRITER_TAG = "rules-v1"
 
@@ -62,7 +61,7 @@ def to_spoken_form(text: str, max_words: int = 60) -> str:
 
 def pick_voice(voices: list[Voice], group: str) -> Voice:
     """One voice per source group (a conversation, a speaker), stable across builds."""
-    from .tts_backends import pick_for_group
+    from .tts import pick_for_group
 
     return pick_for_group(voices, group)
 
@@ -81,8 +80,8 @@ def check_spoken(text: str, max_words: int = 60) -> str:
 def speak_row(row: dict, tts, cache_dir: Path, spoken: str | None = None, text_by: str = WRITER_TAG,
               max_words: int = 60) -> dict:
     """A text row -> a speech clip row, audio cached by content hash (engine, voice, text).
-    ``tts`` is a backend from streamaudio.tts_backends, or an espeak Voice (fixed voice)."""
-    from .tts_backends import EspeakBackend, TTSConfig
+    ``tts`` is a backend from streamaudio.speech.tts, or an espeak Voice (fixed voice)."""
+    from .tts import EspeakBackend, TTSConfig
 
     if isinstance(tts, Voice):
         voice = tts
@@ -101,11 +100,14 @@ def speak_row(row: dict, tts, cache_dir: Path, spoken: str | None = None, text_b
         if len(x) == 0:
             raise TTSError("the engine produced no audio")
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
+        # temp names unique per process: two workers may speak the same text at once
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         sf.write(str(tmp), x, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
         frames = len(x)
         words = [{"text": w, "start_s": round(a, 4), "end_s": round(min(b, frames / SAMPLE_RATE), 4)} for w, a, b in raw_words]
-        meta_path.write_text(f"#tag\t{tag}\n" + "".join(f"{w['text']}\t{w['start_s']}\t{w['end_s']}\n" for w in words))
+        meta_tmp = meta_path.with_name(f".{meta_path.name}.{os.getpid()}.tmp")
+        meta_tmp.write_text(f"#tag\t{tag}\n" + "".join(f"{w['text']}\t{w['start_s']}\t{w['end_s']}\n" for w in words))
+        meta_tmp.replace(meta_path)
         tmp.replace(path)
     has_words = bool(words)
     return {**row, "kind": "speech", "path": str(path), "offset_s": 0.0, "duration_s": frames / SAMPLE_RATE,

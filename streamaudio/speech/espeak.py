@@ -58,6 +58,16 @@ class Voice:
         return f"{self.name}@{self.rate}wpm/p{self.pitch}"
 
 
+def load_voices() -> list["Voice"]:
+    """The espeak-ng speakers of manifests/voices.yaml (voice, rate, pitch)."""
+    import yaml
+
+    from ..resources import MANIFESTS_DIR
+
+    raw = yaml.safe_load((MANIFESTS_DIR / "voices.yaml").read_text())
+    return [Voice(**v) for v in raw["espeak"]]
+
+
 @dataclass
 class Speech:
     samples: np.ndarray  # float32 mono

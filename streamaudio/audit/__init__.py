@@ -1,0 +1,1 @@
+"""Checks on built datasets: `streamaudio validate` and `streamaudio rerender`."""

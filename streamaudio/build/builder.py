@@ -1,0 +1,396 @@
+"""`streamaudio build`: a short runner of stages.
+
+    sources --(source stages: scan, spoken form, TTS, align, ASR check, ...)--> clip tables
+    clip tables --(split by source group)--> pools (Arrow, in Ray's object store)
+    recipes' table providers --(resolve, with or without an LLM)--> tables
+    shard tasks (plan, render, label, write) on Ray --> shards, plans, summaries
+    summaries --> build.json, rejects.parquet, the dataset card
+
+The builder knows no stage, table or recipe by name: stages and adapters come
+from their registries, tables from the recipes' providers. Work files
+(per-shard summaries and plans) live in ``OUT.work/``, beside the dataset and
+never inside it, so OUT is exactly what gets published; stage outputs are cached
+by content under the cache folder and shared by builds.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .. import __version__
+from ..format import FORMAT_VERSION, SPLITS
+from ..parallel import init_ray
+from ..plan import PoolData, RecipeError, load_recipes
+from ..plan.recipes import code_fingerprint
+from ..progress import progress_bar
+from ..sources.base import REJECT_SCHEMA, get_adapter
+from ..speech.tts import TTSConfig, make_tts
+from ..stages import BuildEnv, SourceState, run_source_stages, static_kind
+from ..text.cache import content_key
+from ..text.llm import LLMClient, LLMConfig, Usage
+from ..text.tables import TableEnv
+from .card import render_card
+from .catalog import Catalog, load_catalog
+from .shards import RecipeCrash, ShardTask, finished_summary, run_shard
+
+log = logging.getLogger("streamaudio")
+
+
+class BuildError(RuntimeError):
+    """The build cannot start or go on (exit 2): a bad catalog, recipe, layout or setting."""
+
+
+class RecipeCrashError(BuildError):
+    """A recipe raised something other than a reject (exit 4); the message has its traceback."""
+
+
+class RejectGateError(BuildError):
+    """The build finished but a sub-task rejected more episodes than its gate allows (exit 3)."""
+
+
+def work_dir(out: Path) -> Path:
+    return out.with_name(out.name + ".work")
+
+
+def assign_splits(groups: list[str], fractions: dict[str, float]) -> dict[str, str]:
+    """Source group -> split. Groups are ranked by a hash of their name (stable when
+    the corpus grows or the seed changes) and cut by cumulative fraction, with at
+    least one group per split when there are enough groups, so no speaker, clip or
+    conversation ever crosses splits."""
+    uniq = sorted(set(groups), key=lambda g: hashlib.sha256(g.encode()).hexdigest())
+    splits = [s for s in SPLITS if fractions.get(s, 0) > 0]
+    n = len(uniq)
+    counts = {s: int(round(fractions[s] * n)) for s in splits}
+    if n >= len(splits):
+        for s in splits:
+            counts[s] = max(1, counts[s])
+    while sum(counts.values()) > n:
+        counts[max(counts, key=lambda s: counts[s])] -= 1
+    while sum(counts.values()) < n:
+        counts[splits[0]] += 1
+    out, i = {}, 0
+    for s in splits:
+        for g in uniq[i:i + counts[s]]:
+            out[g] = s
+        i += counts[s]
+    return out
+
+
+def split_table(table: pa.Table, fractions: dict[str, float]) -> dict[str, pa.Table]:
+    """A clip table's rows by split (vectorised: one Python step per source group, not per row)."""
+    table = table.combine_chunks()
+    if table.num_rows == 0:
+        return {s: table for s in SPLITS}
+    groups = pc.dictionary_encode(table.column("split_group").chunk(0))
+    uniq = groups.dictionary.to_pylist()
+    assign = assign_splits(uniq, fractions)
+    code = np.array([SPLITS.index(assign[g]) for g in uniq], dtype=np.int8)
+    per_row = code[groups.indices.to_numpy(zero_copy_only=False)]
+    return {s: table.filter(pa.array(per_row == i)) for i, s in enumerate(SPLITS)}
+
+
+def _run_shard_remote(task: dict, tables: dict, *pool_data):
+    t = ShardTask(**task)
+    return run_shard(t, tables, dict(zip(sorted(t.pools), pool_data)))
+
+
+class Builder:
+    def __init__(self, catalog: Catalog, out: Path, ray_address: str | None = None, num_cpus: int | None = None,
+                 resume: bool = True, show_progress: bool = True, cache_dir: Path | None = None,
+                 llm: dict | None = None, tts: dict | None = None):
+        self.catalog, self.out = catalog, Path(out).resolve()
+        self.work = work_dir(self.out)
+        # shared across builds (content-addressed): a corpus is scanned, spoken and aligned once
+        self.cache_dir = Path(cache_dir or catalog.cache_dir or self.out.parent / ".streamaudio-cache").resolve()
+        # command-line settings override the catalog's llm: and tts: sections
+        llm_cfg = {**(catalog.llm or {}), **{k: v for k, v in (llm or {}).items() if v is not None}}
+        tts_cfg = {**(catalog.tts or {}), **{k: v for k, v in (tts or {}).items() if v is not None}}
+        self.usage = Usage()
+        llm_client = None
+        if llm_cfg.get("base_url") or llm_cfg.get("model"):
+            if not (llm_cfg.get("base_url") and llm_cfg.get("model")):
+                raise BuildError("an LLM needs both a base URL and a model (--llm-base-url, --llm-model)")
+            llm_client = LLMClient(LLMConfig(**llm_cfg), cache_dir=self.cache_dir, usage=self.usage)
+        try:
+            tts_config = TTSConfig(**tts_cfg)
+            make_tts(tts_config)  # fail fast on a bad TTS configuration
+        except (TypeError, ValueError) as exc:
+            raise BuildError(f"TTS configuration: {exc}") from None
+        self.env = BuildEnv(cache_dir=self.cache_dir, work_dir=self.work, llm=llm_client, tts_config=tts_config,
+                            show_progress=show_progress, use_ray=True, ray_address=ray_address, num_cpus=num_cpus)
+        self.ray_address, self.num_cpus = ray_address, num_cpus
+        self.resume = resume
+        try:
+            self.recipes = load_recipes(catalog.recipe_dirs)
+        except RecipeError as exc:
+            raise BuildError(str(exc)) from None
+        self._check_pools()
+
+    @property
+    def llm(self):
+        return self.env.llm
+
+    def _check_pools(self) -> None:
+        """Every recipe pool maps to a source whose rows (after its stages) are the right kind
+        and carry the facts the recipe needs; said when the catalog loads, not mid-build."""
+        cat = self.catalog
+        for st, spec in cat.subtasks.items():
+            if st not in self.recipes:
+                raise BuildError(f"catalog asks for sub-task {st!r} but no recipe defines it; "
+                                 f"available: {sorted(self.recipes)}")
+            want = self.recipes[st].pool_specs()
+            missing = set(want) - set(spec.pools)
+            if missing:
+                raise BuildError(f"sub-task {st!r}: recipe needs pools {sorted(missing)}; "
+                                 f"map them to sources under subtasks/{st}/pools in {cat.path}")
+            extra = set(spec.pools) - set(want)
+            if extra:
+                raise BuildError(f"sub-task {st!r}: the recipe has no pool(s) {sorted(extra)} (it has {sorted(want)})")
+            for pool, ps in want.items():
+                src = cat.sources[spec.pools[pool]]
+                try:
+                    kind, facts = static_kind(src, get_adapter(src.corpus))
+                except ValueError as exc:
+                    raise BuildError(str(exc)) from None
+                if kind not in ps.kinds:
+                    raise BuildError(f"sub-task {st!r}: pool {pool!r} needs {'/'.join(ps.kinds)} clips, but source "
+                                     f"{src.name!r} ({src.corpus}) gives {kind}"
+                                     + (" (a text source becomes speech with `spoken:`)" if kind == "text" else ""))
+                lacking = sorted(set(ps.requires) - facts)
+                if lacking:
+                    hint = " (add `align: {backend: pocketsphinx}` to the source)" if "words" in lacking else ""
+                    raise BuildError(f"sub-task {st!r}: pool {pool!r} needs {lacking} on its clips, which source "
+                                     f"{src.name!r} ({src.corpus}) does not give{hint}")
+
+    # ------------------------------------------------------------ the run
+    def prepare(self) -> dict:
+        """Everything before the shards: source stages, pools by split, tables, shard tasks.
+        Sources come from the stage cache when nothing changed (no Ray needed then)."""
+        states = self._sources()
+        rejects = [r for s in states.values() for r in s.rejects]
+        by_split = {name: split_table(s.table, self.catalog.splits) for name, s in states.items()}
+        tables, table_report, table_sha = self._tables(states, by_split, rejects)
+        return {"states": states, "rejects": rejects, "by_split": by_split, "tables": tables,
+                "table_report": table_report, "tasks": self._tasks(states, table_sha, table_report)}
+
+    def run(self) -> dict:
+        t0 = time.time()
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.work.mkdir(parents=True, exist_ok=True)
+        init_ray(self.ray_address, self.num_cpus)
+        p = self.prepare()
+        states, rejects, by_split, tables, table_report, tasks = (
+            p["states"], p["rejects"], p["by_split"], p["tables"], p["table_report"], p["tasks"])
+        inputs = {name: dict(s.report) for name, s in states.items()}
+        summaries, todo = [], []
+        for t in tasks:
+            done = finished_summary(t) if self.resume else None
+            (summaries.append(done) if done else todo.append(t))
+        if todo:
+            summaries += self._run_tasks(todo, states, by_split, tables, reused=len(tasks) - len(todo))
+        self._remove_stale(tasks)
+        build = self._finish(summaries, inputs, rejects, table_report, time.time() - t0, len(tasks) - len(todo))
+        crossed = {st: v for st, v in build["subtasks"].items() if v["gate"]["crossed"]}
+        if crossed:
+            lines = [f"  {st}: {v['rejected']} of {v['planned']} episodes rejected "
+                     f"({v['rejected'] / max(1, v['planned']):.1%} > max_reject_rate {v['gate']['max_reject_rate']:.1%})"
+                     for st, v in sorted(crossed.items())]
+            raise RejectGateError("reject-rate gate crossed (the dataset was written; see rejects.parquet):\n"
+                                  + "\n".join(lines))
+        return build
+
+    def _sources(self) -> dict[str, SourceState]:
+        needed = sorted({src for spec in self.catalog.subtasks.values() for src in spec.pools.values()})
+        states = {}
+        for name in needed:
+            state = SourceState(name=name, spec=self.catalog.sources[name])
+            states[name] = run_source_stages(state, self.env)
+        return states
+
+    def _tables(self, states, by_split, rejects) -> tuple[dict, dict, dict]:
+        """Every recipe's tables, resolved by their providers (with the LLM when there is one)."""
+        tables, report, sha = {}, {}, {}
+        for st, spec in sorted(self.catalog.subtasks.items()):
+            recipe = self.recipes[st]
+            env = TableEnv(llm=self.llm, subtask=st, ability=recipe.ability, description=recipe.description,
+                           folder=recipe.folder, seed=self.catalog.seed,
+                           pools={p: by_split[src] for p, src in spec.pools.items()},
+                           reject=lambda stage, item, reason, st=st: rejects.append(
+                               {"stage": stage, "source": st, "item": item, "reason": reason}))
+            report[st] = {}
+            for name, provider in recipe.providers().items():
+                try:
+                    res = provider.resolve(env)
+                except (OSError, KeyError, ValueError) as exc:
+                    raise BuildError(f"sub-task {st!r}: table {name!r} ({provider!r}): {type(exc).__name__}: {exc}") from None
+                env.tables[name] = res.value
+                report[st][name] = {"provider": repr(provider), "writer": res.writer, "note": res.note,
+                                    "text": provider.writes_text, **({"report": res.report} if res.report else {})}
+            tables[st] = env.tables
+            sha[st] = hashlib.sha256(json.dumps(env.tables, sort_keys=True, default=str).encode()).hexdigest()
+        return tables, report, sha
+
+    def _tasks(self, states, table_sha, table_report) -> list[ShardTask]:
+        tasks = []
+        for st, spec in sorted(self.catalog.subtasks.items()):
+            recipe = self.recipes[st]
+            fp = content_key(FORMAT_VERSION, recipe.version, code_fingerprint(recipe), table_sha[st],
+                             self.catalog.subtask_settings(st),
+                             sorted((p, states[src].key) for p, src in spec.pools.items()))[:16]
+            writers = {name: r["writer"] for name, r in table_report[st].items()
+                       if r["text"] and r["writer"].startswith("llm:")}
+            counts = self.catalog.split_counts(spec.count)
+            for split in SPLITS:
+                n = counts.get(split, 0)
+                if n == 0:
+                    continue
+                total = -(-n // spec.shard_size)
+                for k in range(total):
+                    fname = f"{split}-{k:05d}-of-{total:05d}"
+                    first = k * spec.shard_size
+                    tasks.append(ShardTask(
+                        subtask=st, split=split, index=k, total=total, first=first,
+                        count=min(spec.shard_size, n - first),
+                        out_path=str(self.out / "data" / st / f"{fname}.parquet"),
+                        summary_path=str(self.work / "shards" / st / f"{fname}.json"),
+                        plans_path=str(self.work / "plans" / st / f"{fname}.parquet"),
+                        pools=dict(spec.pools),
+                        pool_keys={p: content_key(states[src].key, split) for p, src in spec.pools.items()},
+                        recipe_dirs=[str(d) for d in self.catalog.recipe_dirs], seed=self.catalog.seed,
+                        options=dict(spec.options), fingerprint=fp, chunk_s=self.catalog.chunk_s,
+                        table_writers=writers or None,
+                    ))
+        return tasks
+
+    def _run_tasks(self, todo: list[ShardTask], states, by_split, tables, reused: int) -> list[dict]:
+        import ray
+
+        pool_refs: dict[tuple[str, str], object] = {}  # (source, split) -> ref, put once however many shards
+        table_refs = {st: ray.put(tables[st]) for st in sorted({t.subtask for t in todo})}
+        remote = ray.remote(num_cpus=1, max_retries=0)(_run_shard_remote)
+        refs = {}
+        for t in todo:
+            args = []
+            for p in sorted(t.pools):
+                key = (t.pools[p], t.split)
+                if key not in pool_refs:
+                    pool_refs[key] = ray.put(PoolData.build(f"{key[0]}/{key[1]}", by_split[key[0]][key[1]]))
+                args.append(pool_refs[key])
+            refs[remote.remote(asdict(t), table_refs[t.subtask], *args)] = t
+        out = []
+        pending = list(refs)
+        with progress_bar(f"shards ({reused} reused)", len(todo), self.env.show_progress) as advance:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                for ref in done:
+                    try:
+                        out.append(ray.get(ref))
+                    except ray.exceptions.RayTaskError as exc:
+                        for p in pending:
+                            ray.cancel(p, force=True)
+                        cause = getattr(exc, "cause", None)
+                        if isinstance(cause, RecipeCrash):
+                            raise RecipeCrashError(str(cause)) from None
+                        raise BuildError(f"shard {refs[ref].name} failed: {exc}") from None
+                    advance()
+        return out
+
+    def _remove_stale(self, tasks: list[ShardTask]) -> None:
+        """Shards of an earlier, different catalog would be loaded by the card's globs."""
+        keep = {Path(t.out_path) for t in tasks} | {Path(t.plans_path) for t in tasks}
+        for root in (self.out / "data", self.work / "plans"):
+            if not root.exists():
+                continue
+            for p in root.rglob("*"):
+                if p.is_file() and p not in keep:
+                    p.unlink()
+            for d in sorted((p for p in root.rglob("*") if p.is_dir()), reverse=True):
+                if not any(d.iterdir()):
+                    d.rmdir()
+
+    def _finish(self, summaries, inputs, rejects, table_report, elapsed, reused) -> dict:
+        summaries.sort(key=lambda s: (s["task"]["subtask"], SPLITS.index(s["task"]["split"]), s["task"]["index"]))
+        subtasks: dict[str, dict] = {}
+        drawn: dict[str, set] = {}
+        prov = {"text_writer": set(), "tts": set(), "aligner": set(), "languages": set()}
+        for s in summaries:
+            st, split = s["task"]["subtask"], s["task"]["split"]
+            info = subtasks.setdefault(st, {"ability": self.recipes[st].ability, "recipe_version": self.recipes[st].version,
+                                            "planned": 0, "written": 0, "rejected": 0, "splits": {}})
+            sp = info["splits"].setdefault(split, {"episodes": 0, "hours": 0.0, "shards": 0})
+            sp["episodes"] += s["episodes"]
+            sp["hours"] += s["hours"]
+            sp["shards"] += 1
+            info["planned"] += s["task"]["count"]
+            info["written"] += s["episodes"]
+            info["rejected"] += len(s["rejects"])
+            rejects += s["rejects"]
+            for source, ids in s["clips"].items():
+                drawn.setdefault(source, set()).update(ids)
+            for k, vals in s.get("provenance", {}).items():
+                prov[k].update(vals)
+        for st, info in subtasks.items():
+            gate = self.catalog.subtasks[st].max_reject_rate
+            info["gate"] = {"max_reject_rate": gate, "crossed": info["rejected"] > gate * info["planned"]}
+        for name, src in inputs.items():
+            src["drawn"] = len(drawn.get(name, set()))
+        rejects.sort(key=lambda r: (r["stage"], r["source"], r["item"]))
+        pq.write_table(pa.Table.from_pylist(rejects, REJECT_SCHEMA), self.out / "rejects.parquet")
+        llm = self.llm
+        build = {
+            "format_version": FORMAT_VERSION, "toolkit_version": __version__,
+            "catalog": {"name": self.catalog.name, "path": str(self.catalog.path), "seed": self.catalog.seed,
+                        "fingerprint": self.catalog.fingerprint, "splits": self.catalog.splits,
+                        "chunk_s": self.catalog.chunk_s},
+            "subtasks": subtasks,
+            "episodes": {k: sum(v[k] for v in subtasks.values()) for k in ("planned", "written", "rejected")},
+            "hours": sum(sp["hours"] for v in subtasks.values() for sp in v["splits"].values()),
+            "inputs": inputs,
+            "rejects": {"total": len(rejects), "by_stage": _count(r["stage"] for r in rejects)},
+            "languages": sorted(prov.pop("languages")),
+            **{k: sorted(v) for k, v in prov.items()},
+            "llm": {"model": llm.config.model, "base_url": llm.config.base_url,
+                    "stages": self.usage.as_dict()} if llm else None,
+            "tables": {st: {name: r["note"] for name, r in t.items()} for st, t in table_report.items()},
+            "table_providers": table_report,
+            "tts_backend": {k: v for k, v in asdict(self.env.tts_config).items() if k in ("backend", "base_url", "model", "voice")},
+            "versions": _versions(),
+            "run": {"elapsed_s": round(elapsed, 2), "shards": len(summaries), "shards_reused": reused},
+        }
+        (self.out / "build.json").write_text(json.dumps(build, indent=2, sort_keys=False) + "\n")
+        (self.out / "README.md").write_text(render_card(build))
+        return build
+
+
+def _count(items) -> dict:
+    out: dict = {}
+    for i in items:
+        out[i] = out.get(i, 0) + 1
+    return dict(sorted(out.items()))
+
+
+def _versions() -> dict:
+    import datasets
+    import polars
+    import ray
+    import soundfile
+
+    return {"python": platform.python_version(), "pyarrow": pa.__version__, "ray": ray.__version__,
+            "numpy": np.__version__, "datasets": datasets.__version__, "polars": polars.__version__,
+            "soundfile": soundfile.__version__, "libsndfile": soundfile.__libsndfile_version__,
+            "espeak-ng": shutil.which("espeak-ng") and "installed" or "missing"}
+
+
+def build(catalog: str | Path, out: str | Path, **kw) -> dict:
+    return Builder(load_catalog(catalog), Path(out), **kw).run()

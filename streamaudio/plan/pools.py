@@ -1,0 +1,165 @@
+"""Clip pools: the clips of one source in one split, as Arrow.
+
+A pool is an Arrow table plus a label index, built once on the driver and put
+in Ray's object store; shard tasks get the pools of their own sub-task only,
+zero-copy (Arrow buffers and numpy arrays are mapped, not copied), and rows
+become Python dicts only when a planner draws them. So a shard's cost does not
+grow with the pool: a 5M-clip pool costs a worker what a 50k one does
+(benchmarks/bench_pools.py).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .types import PlanError
+
+
+@dataclass
+class PoolData:
+    """What travels through the object store: the clips and their label index."""
+    name: str  # "<source>/<split>"
+    table: pa.Table
+    labels: dict[str, np.ndarray] = field(default_factory=dict)  # label -> row indices (ascending)
+
+    @classmethod
+    def build(cls, name: str, table: pa.Table) -> "PoolData":
+        table = table.combine_chunks()
+        return cls(name=name, table=table, labels=label_index(table))
+
+
+def label_index(table: pa.Table) -> dict[str, np.ndarray]:
+    """label -> ascending row indices of the clips that carry it (vectorised)."""
+    if "labels" not in table.column_names or table.num_rows == 0:
+        return {}
+    col = table.column("labels").combine_chunks()
+    flat = pc.list_flatten(col)
+    if len(flat) == 0:
+        return {}
+    parents = pc.list_parent_indices(col).to_numpy()
+    codes = pc.dictionary_encode(flat).combine_chunks() if isinstance(flat, pa.ChunkedArray) else pc.dictionary_encode(flat)
+    keys = codes.dictionary.to_pylist()
+    idx = codes.indices.to_numpy()
+    order = np.lexsort((parents, idx))  # by label, then row
+    idx, parents = idx[order], parents[order]
+    bounds = np.searchsorted(idx, np.arange(len(keys) + 1))
+    out = {}
+    for k, label in enumerate(keys):
+        rows = np.unique(parents[bounds[k]:bounds[k + 1]])
+        out[label] = rows.astype(np.int64)
+    return out
+
+
+class Pool:
+    """A planner's view of a pool: seeded draws by index, rows materialised lazily.
+
+    Planning runs once per episode over pools of up to millions of clips, so
+    ``where=`` is served by rejection sampling (expected O(1) when most clips fit)
+    and only falls back to a full scan when few do; ``with_label`` is indexed.
+    """
+
+    TRIES = 32
+    ROW_CACHE = 4096
+
+    def __init__(self, name: str, data: "PoolData | list[dict] | pa.Table"):
+        if isinstance(data, list):  # tests and tools: plain rows
+            data = PoolData.build(name, pa.Table.from_pylist(data) if data else pa.table({}))
+        elif isinstance(data, pa.Table):
+            data = PoolData.build(name, data)
+        self.name = name
+        self.data = data
+        self._rows: OrderedDict[int, dict] = OrderedDict()
+        self._scans: dict = {}
+        self.handed: set[str] = set()  # ids of the clips given to a planner (build.json's "drawn")
+
+    def __len__(self) -> int:
+        return self.data.table.num_rows
+
+    @property
+    def table(self) -> pa.Table:
+        return self.data.table
+
+    def _hand(self, r: dict) -> dict:
+        self.handed.add(r["id"])
+        return r
+
+    def row(self, i: int) -> dict:
+        return self._hand(self._row(i))
+
+    def _row(self, i: int) -> dict:
+        i = int(i)
+        r = self._rows.get(i)
+        if r is None:
+            r = self.data.table.slice(i, 1).to_pylist()[0]
+            self._rows[i] = r
+            if len(self._rows) > self.ROW_CACHE:
+                self._rows.popitem(last=False)
+        else:
+            self._rows.move_to_end(i)
+        return r
+
+    @property
+    def rows(self) -> list[dict]:
+        """Every row (a full materialisation: for small pools and tools, not planners)."""
+        return [self.row(i) for i in range(len(self))]
+
+    def labels(self) -> list[str]:
+        return sorted(self.data.labels)
+
+    def label_count(self, label: str) -> int:
+        return len(self.data.labels.get(label, ()))
+
+    def with_label(self, label: str) -> list[dict]:
+        return [self.row(i) for i in self.data.labels.get(label, ())]
+
+    def _fitting(self, where) -> np.ndarray:
+        """Indices of every row that fits (a scan; remembered for predicates without state)."""
+        key = where.__code__ if getattr(where, "__closure__", True) is None and hasattr(where, "__code__") else None
+        if key is not None and key in self._scans:
+            return self._scans[key]
+        idx = np.array([i for i in range(len(self)) if where(self._row(i))], dtype=np.int64)
+        if key is not None:
+            self._scans[key] = idx
+        if len(idx) == 0:
+            raise PlanError(f"pool {self.name!r} has no clip that fits")
+        return idx
+
+    def choice(self, rng: np.random.Generator, where: Callable[[dict], bool] | None = None) -> dict:
+        n = len(self)
+        if not n:
+            raise PlanError(f"pool {self.name!r} is empty")
+        if where is None:
+            return self.row(rng.integers(n))
+        for _ in range(self.TRIES):
+            r = self._row(rng.integers(n))
+            if where(r):
+                return self._hand(r)
+        idx = self._fitting(where)
+        return self.row(idx[int(rng.integers(len(idx)))])
+
+    def sample(self, rng: np.random.Generator, k: int, where: Callable[[dict], bool] | None = None) -> list[dict]:
+        """k distinct clips when the pool has them, otherwise with repeats."""
+        n = len(self)
+        if not n:
+            raise PlanError(f"pool {self.name!r} is empty")
+        if where is None:
+            idx = rng.choice(n, size=k, replace=k > n)
+            return [self.row(i) for i in idx]
+        picked: dict[int, dict] = {}
+        if k <= n // 4:  # a big pool: draw until k distinct clips fit
+            for _ in range(self.TRIES * k):
+                i = int(rng.integers(n))
+                if i not in picked:
+                    r = self._row(i)
+                    if where(r):
+                        picked[i] = self._hand(r)
+                        if len(picked) == k:
+                            return list(picked.values())
+        fit = self._fitting(where)
+        idx = rng.choice(len(fit), size=k, replace=k > len(fit))
+        return [self.row(fit[int(i)]) for i in idx]

@@ -1,0 +1,279 @@
+"""The recipe and adapter SDK: registries, recipe folders as packages with their own
+tables, pool checks when a catalog loads, resume fingerprints, errors and the reject
+gate, re-rendering from stored plans, and an installed (non-editable) wheel."""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from conftest import REPO, demo_catalog, run_build
+
+RECIPE = '''
+"""instr_text_prompt: a text system instruction sets the task; one utterance; the reply
+follows the instruction when the utterance ends."""
+from streamaudio.plan import EpisodePlan, InstructionBank, PoolSpec, Recipe, SegmentPlan, TurnPlan, background_bed, pick
+
+from ._util import LEAD_S, reply_for
+
+def plan(ctx):
+    rng = ctx.rng
+    clip = ctx.pools["speech"].choice(rng)
+    seg = SegmentPlan(clip=clip, start_s=LEAD_S, kind="speech", role="user")
+    bed = background_bed(ctx.pools["noise"].choice(rng), -30.0)
+    prompt = pick(rng, ctx.tables["instructions"]["system_prompts"])
+    return EpisodePlan(segments=[bed, seg],
+                       turns=[TurnPlan(trigger_s=LEAD_S + clip["duration_s"], kind="respond",
+                                       text=reply_for(clip["text"]), evidence=[seg])],
+                       language="en", system_prompt=prompt, min_duration_s=LEAD_S + clip["duration_s"] + 0.8)
+
+RECIPE = Recipe(subtask="instr_text_prompt", ability="instruction_following", version="1",
+                pools={"speech": PoolSpec("speech"), "noise": PoolSpec("noise")},
+                tables={"instructions": InstructionBank("tables/instr_text_prompt.yaml")},
+                plan=plan, description=__doc__)
+'''
+UTIL = '''
+LEAD_S = 0.6
+
+def reply_for(text):
+    return "Word count: " + str(len(text.split()))
+'''
+TABLE = {"system_prompts": [f"Count the words of what you hear ({i})." for i in range(20)]}
+
+
+def recipe_folder(where: Path) -> Path:
+    d = where / "myrecipes"
+    (d / "tables").mkdir(parents=True)
+    (d / "instr_text_prompt.py").write_text(RECIPE)
+    (d / "_util.py").write_text(UTIL)
+    (d / "tables" / "instr_text_prompt.yaml").write_text(yaml.safe_dump(TABLE))
+    return d
+
+
+def sdk_catalog(tmp: Path, fixture_root: Path, recipes: Path | None, subtasks: dict | None = None, **top) -> Path:
+    cat = {
+        "name": "sdk", "seed": 5, "shard_size": 2, "splits": {"train": 1.0},
+        "sources": {"librispeech": {"corpus": "librispeech", "root": str(fixture_root)},
+                    "musan_noise": {"corpus": "musan", "root": str(fixture_root)}},
+        "subtasks": subtasks or {
+            "asr_utterance": {"count": 4, "pools": {"speech": "librispeech", "noise": "musan_noise"}},
+            "instr_text_prompt": {"count": 4, "pools": {"speech": "librispeech", "noise": "musan_noise"}}},
+        **({"recipe_dirs": [str(recipes)]} if recipes else {}), **top,
+    }
+    path = tmp / "sdk.yaml"
+    path.write_text(yaml.safe_dump(cat))
+    return path
+
+
+def hashes(out: Path, subtask: str | None = None) -> dict:
+    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted((out / "data").rglob("*.parquet")) if subtask is None or p.parent.name == subtask}
+
+
+def test_a_recipe_folder_adds_a_subtask_and_an_edit_invalidates_only_it(tmp_path, fixture_root):
+    from streamaudio.audit.validate import validate
+
+    folder = recipe_folder(tmp_path)
+    cat = sdk_catalog(tmp_path, fixture_root, folder)
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    b = run_build(cat, out, num_cpus=2, cache_dir=cache)
+    assert validate(out).ok
+    assert b["subtasks"]["instr_text_prompt"]["written"] == 4 and b["run"]["shards"] == 4
+    rows = [r for f in (out / "data" / "instr_text_prompt").glob("*.parquet") for r in pq.read_table(f).to_pylist()]
+    assert all(r["system_prompt"] in TABLE["system_prompts"] for r in rows)  # the folder's own table
+    assert all(r["turns"][0]["text"].startswith("Word count: ") for r in rows)  # the folder's own helper
+    asr = hashes(out, "asr_utterance")
+
+    again = run_build(cat, out, num_cpus=2, cache_dir=cache)
+    assert again["run"]["shards_reused"] == 4
+    assert again["inputs"]["librispeech"]["stages_reused"] == ["source"]  # not scanned again
+
+    for what, edit in [("recipe", lambda: (folder / "instr_text_prompt.py").write_text(RECIPE.replace('-30.0', '-33.0'))),
+                       ("helper", lambda: (folder / "_util.py").write_text(UTIL.replace("0.6", "0.8"))),
+                       ("table", lambda: (folder / "tables" / "instr_text_prompt.yaml").write_text(
+                           yaml.safe_dump({"system_prompts": [p.upper() for p in TABLE["system_prompts"]]})))]:
+        before = hashes(out, "instr_text_prompt")
+        edit()
+        # a fresh interpreter, as a user's next build is: the edited module is imported anew
+        cli = subprocess.run([sys.executable, "-m", "streamaudio", "build", "--catalog", str(cat), "--out", str(out),
+                              "--cache-dir", str(cache), "--num-cpus", "2", "--no-progress"],
+                             capture_output=True, text=True)
+        assert cli.returncode == 0, cli.stderr[-3000:]
+        b = json.loads((out / "build.json").read_text())
+        assert b["run"]["shards_reused"] == 2, what  # asr_utterance's two shards, nothing of the edited sub-task
+        assert hashes(out, "asr_utterance") == asr, what
+        assert hashes(out, "instr_text_prompt") != before, what
+
+
+def test_editing_render_code_invalidates_every_shard(built, monkeypatch):
+    import streamaudio.plan.recipes as recipes
+    from streamaudio.build.builder import Builder
+    from streamaudio.build.catalog import load_catalog
+    from streamaudio.build.shards import finished_summary
+
+    def builder():
+        return Builder(load_catalog(built["catalog"]), built["one"], show_progress=False,
+                       cache_dir=built["one"].parent / "cache-one")
+
+    tasks = builder().prepare()["tasks"]
+    assert tasks and all(finished_summary(t) for t in tasks)  # unchanged code: every shard resumes
+    real = recipes._source_bytes
+    for module, affected in [("render/mix.py", None), ("render/label.py", None), ("audio.py", None),
+                             (str(REPO / "recipes" / "asr_incremental.py"), {"asr_incremental"}),
+                             (str(REPO / "recipes" / "_speech.py"), {"asr_utterance", "asr_noisy"})]:
+        target = Path(module) if module.startswith("/") else recipes.PACKAGE_ROOT / module
+        monkeypatch.setattr(recipes, "_source_bytes",
+                            lambda p, t=target: real(p) + (b"\n# edited\n" if Path(p) == t else b""))
+        tasks = builder().prepare()["tasks"]
+        stale = {t.subtask for t in tasks if finished_summary(t) is None}
+        kept = {t.subtask for t in tasks if finished_summary(t) is not None}
+        if affected is None:  # shared rendering code: every shard of every sub-task
+            assert not kept and stale == {t.subtask for t in tasks}, module
+        else:
+            assert stale == affected and kept == {t.subtask for t in tasks} - affected, module
+
+
+CRASHY = '''
+from streamaudio.plan import EpisodePlan, PlanError, PoolSpec, Recipe, SegmentPlan, TurnPlan
+
+def plan(ctx):
+    n = int(ctx.episode_id.rsplit("-", 1)[1])
+    if n == {bad}:
+        {raise_}
+    clip = ctx.pools["speech"].choice(ctx.rng)
+    seg = SegmentPlan(clip=clip, start_s=0.4, kind="speech", role="user")
+    return EpisodePlan(segments=[seg], turns=[TurnPlan(trigger_s=0.4 + clip["duration_s"], kind="respond",
+                                                       text="ok", evidence=[seg])])
+
+RECIPE = Recipe(subtask="instr_spoken", ability="instruction_following", version="1",
+                pools={{"speech": PoolSpec("speech")}}, plan=plan, description="test recipe")
+'''
+
+
+def _crash_build(tmp_path, fixture_root, raise_, **top):
+    d = tmp_path / "crashy"
+    d.mkdir()
+    (d / "instr_spoken.py").write_text(CRASHY.format(bad=2, raise_=raise_))
+    cat = sdk_catalog(tmp_path, fixture_root, d, {"instr_spoken": {"count": 4, "pools": {"speech": "librispeech"}}}, **top)
+    return subprocess.run([sys.executable, "-m", "streamaudio", "build", "--catalog", str(cat), "--out", str(tmp_path / "o"),
+                           "--num-cpus", "1", "--no-progress"], capture_output=True, text=True)
+
+
+def test_a_recipe_bug_stops_the_build_with_its_traceback(tmp_path, fixture_root):
+    cli = _crash_build(tmp_path, fixture_root, 'raise KeyError("no such table")')
+    assert cli.returncode == 4, cli.stderr[-2000:]
+    assert "recipe 'instr_spoken'" in cli.stderr and "instr_spoken-train-000002" in cli.stderr
+    assert "KeyError" in cli.stderr and "Traceback" in cli.stderr and "instr_spoken.py" in cli.stderr
+
+
+def test_the_reject_gate_fails_the_build_but_keeps_the_dataset(tmp_path, fixture_root):
+    cli = _crash_build(tmp_path, fixture_root, 'raise PlanError("pool too small for this one")')
+    assert cli.returncode == 3, cli.stderr[-2000:]
+    assert "instr_spoken: 1 of 4 episodes rejected" in cli.stderr
+    b = json.loads((tmp_path / "o" / "build.json").read_text())
+    assert b["subtasks"]["instr_spoken"]["gate"] == {"max_reject_rate": 0.05, "crossed": True}
+    rej = [r for r in pq.read_table(tmp_path / "o" / "rejects.parquet").to_pylist() if r["stage"] == "plan"]
+    assert [r["item"] for r in rej] == ["instr_spoken-train-000002"] and "pool too small" in rej[0]["reason"]
+    shutil.rmtree(tmp_path / "crashy")
+    ok = _crash_build(tmp_path, fixture_root, 'raise PlanError("pool too small for this one")', max_reject_rate=0.3)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+
+
+@pytest.mark.parametrize("subtask,pools,drop,needle", [
+    ("asr_incremental", {"speech": "librispeech", "noise": "musan_noise"}, ("librispeech", "align"),
+     "needs ['words'] on its clips, which source 'librispeech' (librispeech) does not give (add `align:"),
+    ("chat_single_turn", {"speech": "ultrachat", "noise": "musan_noise"}, ("ultrachat", "spoken"),
+     "pool 'speech' needs speech clips, but source 'ultrachat' (ultrachat) gives text"),
+    ("asr_utterance", {"speech": "audioset", "noise": "musan_noise"}, None, "needs speech clips, but source 'audioset'"),
+    ("asr_utterance", {"speech": "librispeech"}, None, "recipe needs pools ['noise']"),
+])
+def test_pools_are_checked_when_the_catalog_loads(tmp_path, fixture_root, subtask, pools, drop, needle):
+    from streamaudio.build.builder import BuildError, Builder
+    from streamaudio.build.catalog import load_catalog
+
+    cat = yaml.safe_load(demo_catalog(tmp_path, fixture_root).read_text())
+    cat["subtasks"] = {subtask: {"count": 2, "pools": pools}}
+    if drop:
+        cat["sources"][drop[0]].pop(drop[1])
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cat))
+    with pytest.raises(BuildError) as exc:
+        Builder(load_catalog(tmp_path / "c.yaml"), tmp_path / "o")
+    assert needle in str(exc.value)
+
+
+def test_catalog_schema_and_listings_come_from_the_registries(tmp_path, fixture_root):
+    from streamaudio.build.catalog import CatalogError, catalog_schema, load_catalog
+    from streamaudio.sources import ADAPTERS
+    from streamaudio.stages import ordered_stages
+
+    schema = catalog_schema()
+    src = schema["properties"]["sources"]["additionalProperties"]["properties"]
+    assert src["corpus"]["enum"] == ADAPTERS.names()
+    assert {s.config_key for s in ordered_stages() if s.config_schema} <= set(src)
+    cat = yaml.safe_load(demo_catalog(tmp_path, fixture_root).read_text())
+    cat["sources"]["musan_noise"]["corpus"] = "musen"
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cat))
+    with pytest.raises(CatalogError, match="musen"):
+        load_catalog(tmp_path / "c.yaml")
+    out = subprocess.run([sys.executable, "-m", "streamaudio", "corpora"], capture_output=True, text=True).stdout
+    assert [line.split()[0] for line in out.splitlines()] == ADAPTERS.names()
+    printed = json.loads(subprocess.run([sys.executable, "-m", "streamaudio", "catalog-schema"],
+                                        capture_output=True, text=True).stdout)
+    assert printed == schema
+    folder = recipe_folder(tmp_path)
+    out = subprocess.run([sys.executable, "-m", "streamaudio", "recipes", "--recipe-dir", str(folder)],
+                         capture_output=True, text=True).stdout
+    assert {"asr_utterance", "instr_text_prompt", "proactive_household"} <= {ln.split()[0] for ln in out.splitlines()}
+
+
+def test_rerender_reproduces_an_episode_from_its_plan(built, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(built["one"], out)
+    shutil.copytree(built["one"].with_name("one.work"), out.with_name("copy.work"))
+    ids = [pq.read_table(f, columns=["id"]).column("id")[0].as_py() for f in sorted((out / "data").glob("*/train-00000-*"))]
+    assert len(ids) == 5
+    for eid in ids:
+        cli = subprocess.run([sys.executable, "-m", "streamaudio", "rerender", str(out), "--id", eid,
+                              "--write", str(tmp_path / "x.flac")], capture_output=True, text=True)
+        assert cli.returncode == 0 and "identical" in cli.stderr, cli.stderr
+    # a shard whose audio no longer matches its plan is caught
+    shard = sorted((out / "data" / "asr_utterance").glob("train-00000-*"))[0]
+    t = pq.read_table(shard)
+    rows = t.to_pylist()
+    x = bytearray(rows[0]["audio"]["bytes"])
+    x[-100] ^= 0xFF
+    rows[0]["audio"]["bytes"] = bytes(x)
+    import pyarrow as pa
+    pq.write_table(pa.Table.from_pylist(rows, schema=t.schema), shard)
+    cli = subprocess.run([sys.executable, "-m", "streamaudio", "rerender", str(out), "--id", rows[0]["id"]],
+                         capture_output=True, text=True)
+    assert cli.returncode == 1 and "audio" in cli.stderr
+
+
+def test_an_installed_wheel_builds_from_any_directory(tmp_path, fixture_root):
+    """`pip install .` (not editable): recipes, tables and schemas travel inside the package."""
+    wheels, site, elsewhere = tmp_path / "wheels", tmp_path / "site", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheels),
+                    str(REPO)], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site),
+                    *map(str, wheels.glob("*.whl"))], check=True, capture_output=True)
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    where = subprocess.run([sys.executable, "-c", "import streamaudio.resources as r; print(r.MANIFESTS_DIR, r.BUILTIN_RECIPES_DIR)"],
+                           capture_output=True, text=True, env=env, cwd=elsewhere).stdout.split()
+    assert all(Path(p).is_relative_to(site) for p in where), where
+    cat = sdk_catalog(elsewhere, fixture_root, None, {
+        "asr_utterance": {"count": 2, "pools": {"speech": "librispeech", "noise": "musan_noise"}}})
+    cli = subprocess.run([sys.executable, "-m", "streamaudio", "build", "--catalog", "sdk.yaml", "--out", "out",
+                          "--num-cpus", "1", "--no-progress"], capture_output=True, text=True, env=env, cwd=elsewhere)
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    v = subprocess.run([sys.executable, "-m", "streamaudio", "validate", "out"], capture_output=True, text=True,
+                       env=env, cwd=elsewhere)
+    assert v.returncode == 0, v.stderr
