@@ -93,12 +93,14 @@ def ctc_speed(device: str, batch_sizes, seconds_per_item: float = 8.0, items: in
             "seconds_per_item": seconds_per_item, "by_batch_size": out}
 
 
-def asr_wer(rows):
-    from streamaudio.asr_check import PocketsphinxRecognizer, normalise
+def asr_wer(rows, params=None):
+    """Corpus WER and speed of the ASR check's decoder (``params``: None = the check's beams,
+    {} = pocketsphinx's defaults)."""
     from streamaudio.audio import load_clip
+    from streamaudio.speech.asr_check import PocketsphinxRecognizer, normalise
     import jiwer
 
-    asr = PocketsphinxRecognizer()
+    asr = PocketsphinxRecognizer(params)
     refs, hyps, audio_s, cpu_s = [], [], 0.0, 0.0
     for r in rows:
         x = load_clip(r)
@@ -131,7 +133,8 @@ def main() -> None:
 
     report = {"machine": f"{platform.machine()}, Python {platform.python_version()}", "cpu_model": _cpu_model(),
               "pocketsphinx": boundary_errors(PocketsphinxAligner(), rows, truth),
-              "asr_check": asr_wer(rows)}
+              "asr_check": asr_wer(rows),
+              "asr_check_default_beams": asr_wer(rows, {})}
     if not args.skip_ctc:
         report["ctc"] = ctc_speed(args.device, [int(b) for b in args.batch_sizes.split(",")])
     (args.out / "align.json").write_text(json.dumps(report, indent=2) + "\n")

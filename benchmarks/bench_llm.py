@@ -20,7 +20,7 @@ SCHEMA = {"type": "object", "additionalProperties": False, "required": ["spoken"
 
 
 def rps(base_url: str, concurrency: int, n: int, latency_s: float, cache_dir: str | None) -> dict:
-    from streamaudio.llm import LLMClient, LLMConfig
+    from streamaudio.text.llm import LLMClient, LLMConfig
 
     c = LLMClient(LLMConfig(base_url=base_url, model="bench", concurrency=concurrency, timeout_s=30),
                   cache_dir=cache_dir)
@@ -64,7 +64,7 @@ class ServerProcess:
 
 
 def main() -> None:
-    from streamaudio.tts import Voice, synthesize
+    from streamaudio.speech.espeak import Voice, synthesize
 
     out = {"machine": f"{platform.machine()}, Python {platform.python_version()}",
            "note": "server in a separate process on the same 2-core machine", "llm": [], "cache": None}

@@ -1,6 +1,7 @@
 """Render throughput: episode-audio seconds per CPU-second on one core, for the
 render + label + write path (planning excluded: it is pure Python over rows and
-not where time goes), and peak RSS.
+not where time goes), and peak RSS. Also where the time goes (a cProfile of one
+pass, grouped) and what FLAC level 0 saves against libsndfile's default.
 
 Run with `make bench`. Uses the offline fixtures (written to build/fixtures if
 missing). One process, one core: the number is per core by construction.
@@ -19,13 +20,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from streamaudio.fixtures import load_voices, write_all
-from streamaudio.label import episode_violations, label_turns
+import soundfile as sf
+
+from streamaudio.build.shards import shard_schema, write_parquet
+from streamaudio.fixtures import write_all
 from streamaudio.plan import PlanContext, Pool, episode_seed, load_recipes
-from streamaudio.render import render
-from streamaudio.shards import shard_schema, write_parquet
+from streamaudio.plan.store import plan_from_dict, plan_sha, plan_to_dict
+from streamaudio.render.label import episode_violations, label_turns
+from streamaudio.render.mix import render
 from streamaudio.sources import get_adapter, write_manifest
-from streamaudio.spoken import pick_voice, speak_row
+from streamaudio.speech.espeak import load_voices
+from streamaudio.speech.spoken import pick_voice, speak_row
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,10 +43,14 @@ def pools(fixtures: Path, work: Path) -> dict[str, list[dict]]:
         out[name] = pq.read_table(res.path).to_pylist()
     voices = load_voices()
     out["spoken"] = [speak_row(r, pick_voice(voices, r["split_group"]), work / "tts") for r in out["text"]]
+    truth = {j["id"]: j["words"] for j in map(json.loads, (fixtures / "_truth" / "librispeech_words.jsonl").read_text().splitlines())}
+    out["aligned"] = [{**r, "words": truth[r["id"].split(":", 1)[1]]} for r in out["speech"]]
     return out
 
 
 MAPPING = {"asr_utterance": {"speech": "speech", "noise": "noise"},
+           "asr_noisy": {"speech": "speech", "noise": "noise"},
+           "asr_incremental": {"speech": "aligned", "noise": "noise"},
            "proactive_household": {"events": "sound", "noise": "noise"},
            "chat_single_turn": {"speech": "spoken", "noise": "noise"}}
 
@@ -62,13 +71,14 @@ def main() -> None:
     results = {}
     for st, mapping in MAPPING.items():
         recipe = recipes[st]
-        tables = recipe.load_tables()
+        tables = recipe.offline_tables()
         plans = []
+        recipe_pools = {k: Pool(k, p[v]) for k, v in mapping.items()}
         for i in range(args.episodes):
             eid = f"{st}-bench-{i:06d}"
             ctx = PlanContext(episode_id=eid, subtask=st, split="train", rng=np.random.default_rng(episode_seed(1, eid)),
-                              pools={k: Pool(k, p[v]) for k, v in mapping.items()}, tables=tables)
-            plans.append((eid, recipe.plan(ctx)))
+                              pools=recipe_pools, tables=tables)
+            plans.append((eid, json.loads(json.dumps(plan_to_dict(recipe.plan(ctx))))))
         passes = [_timed_pass(recipe, st, plans) for _ in range(args.repeats)]
         passes.sort(key=lambda p: sum(p[0].values()))
         t, audio_s, n_rows = passes[len(passes) // 2]  # the median pass
@@ -77,6 +87,8 @@ def main() -> None:
                        "x_realtime_per_core": round(audio_s / cpu, 1),
                        "x_realtime_range": [round(audio_s / sum(p[0].values()), 1) for p in (passes[-1], passes[0])],
                        "cpu_share": {k: round(v / cpu, 3) for k, v in t.items()}}
+    profile = _profile(recipes, p, args.episodes)
+    flac = _flac_levels(recipes, p)
     total_audio = sum(r["audio_s"] for r in results.values())
     total_cpu = sum(r["cpu_s"] for r in results.values())
     report = {
@@ -87,6 +99,8 @@ def main() -> None:
         "total": {"audio_s": round(total_audio, 1), "cpu_s": round(total_cpu, 3),
                   "x_realtime_per_core": round(total_audio / total_cpu, 1)},
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "profile_share": profile,
+        "flac_level": flac,
     }
     (args.out / "render.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
@@ -97,17 +111,18 @@ def _timed_pass(recipe, st, plans):
     t = {"render": 0.0, "label": 0.0, "write": 0.0}
     audio_s = 0.0
     rows = []
-    for eid, plan in plans:
+    for eid, stored in plans:
         c0 = time.process_time()
+        plan = plan_from_dict(stored)
         r = render(plan)
         c1 = time.process_time()
-        turns, labels = label_turns(plan.turns, r.duration_s)
+        turns, labels = label_turns(stored["turns"], r.duration_s)
         row = {"id": eid, "ability": recipe.ability, "subtask": st, "split": "train", "language": plan.language,
                "system_prompt": plan.system_prompt, "audio": {"bytes": r.flac, "path": f"{eid}.flac"},
                "sample_rate": 16000, "duration_s": r.duration_s, "chunk_s": 0.4, "segments": r.segments,
                "turns": turns, "chunk_labels": labels,
                "provenance": {"toolkit_version": "bench", "recipe": st, "recipe_version": recipe.version, "seed": 1,
-                              "text_writer": "", "tts": "", "aligner": ""}}
+                              "text_writer": "", "tts": "", "aligner": "", "plan_sha": plan_sha(stored)}}
         assert not episode_violations(row)
         c2 = time.process_time()
         t["render"] += c1 - c0
@@ -119,6 +134,87 @@ def _timed_pass(recipe, st, plans):
     write_parquet(pa.Table.from_pylist(rows, schema=shard_schema()), buf)
     t["write"] = time.process_time() - c0
     return t, audio_s, len(rows)
+
+
+def _profile_groups() -> dict:
+    """Where render + label + write spend CPU: entry points whose cumulative time is a group
+    (none calls another, so the shares add up)."""
+    import inspect
+
+    import pyarrow.parquet as pq_mod
+    import soxr
+
+    from streamaudio.render import mix
+
+    def key(fn):
+        fn = inspect.unwrap(fn)
+        return (inspect.getsourcefile(fn), inspect.getsourcelines(fn)[1], fn.__name__)
+
+    return {"decode source clips (libsndfile)": [key(sf.read)],
+            "encode the stream as FLAC (libsndfile)": [key(sf.write)],
+            "resample (soxr)": [key(soxr.resample)],
+            "level and SNR analysis": [key(mix.active_level_db), key(mix.snr_db)],
+            "Parquet write": [key(pq_mod.write_table)]}
+
+
+def _profile(recipes, p, episodes: int) -> dict:
+    """Share of CPU (own time of the functions below each group) over one pass of every recipe."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    for st, mapping in MAPPING.items():
+        recipe = recipes[st]
+        tables = recipe.offline_tables()
+        pools = {k: Pool(k, p[v]) for k, v in mapping.items()}
+        plans = []
+        for i in range(episodes):
+            eid = f"{st}-profile-{i:06d}"
+            ctx = PlanContext(episode_id=eid, subtask=st, split="train", rng=np.random.default_rng(episode_seed(2, eid)),
+                              pools=pools, tables=tables)
+            plans.append((eid, json.loads(json.dumps(plan_to_dict(recipe.plan(ctx))))))
+        prof.enable()
+        _timed_pass(recipe, st, plans)
+        prof.disable()
+    stats = pstats.Stats(prof).stats
+    total = next(v[3] for k, v in stats.items() if k[2] == "_timed_pass")
+    share = {name: round(sum(stats[k][3] for k in keys if k in stats) / total, 3)
+             for name, keys in _profile_groups().items()}
+    share["everything else (mixing, planning data, labels, checks)"] = round(1 - sum(share.values()), 3)
+    return share
+
+
+def _flac_levels(recipes, p) -> dict:
+    """Encode the same mixes at FLAC level 0 (what the renderer writes) and at libsndfile's
+    default: CPU per second of audio and bytes."""
+    recipe = recipes["asr_utterance"]
+    tables = recipe.offline_tables()
+    pools = {k: Pool(k, p[v]) for k, v in MAPPING["asr_utterance"].items()}
+    mixes = []
+    for i in range(10):
+        eid = f"flac-{i}"
+        ctx = PlanContext(episode_id=eid, subtask="asr_utterance", split="train",
+                          rng=np.random.default_rng(episode_seed(3, eid)), pools=pools, tables=tables)
+        x, _ = sf.read(io.BytesIO(render(recipe.plan(ctx)).flac), dtype="int16")
+        mixes.append(x)
+    audio_s = sum(len(x) for x in mixes) / 16000
+    out = {}
+    for name, level in (("level 0", 0.0), ("libsndfile default", None)):
+        times, size = [], 0
+        for _ in range(5):
+            c0 = time.process_time()
+            size = 0
+            for x in mixes:
+                buf = io.BytesIO()
+                kw = {} if level is None else {"compression_level": level}
+                sf.write(buf, x, 16000, format="FLAC", subtype="PCM_16", **kw)
+                size += len(buf.getvalue())
+            times.append(time.process_time() - c0)
+        out[name] = {"cpu_ms_per_audio_s": round(1000 * sorted(times)[2] / audio_s, 3), "bytes": size}
+    out["level 0 vs default"] = {
+        "cpu": round(out["level 0"]["cpu_ms_per_audio_s"] / out["libsndfile default"]["cpu_ms_per_audio_s"], 3),
+        "bytes": round(out["level 0"]["bytes"] / out["libsndfile default"]["bytes"], 3)}
+    return out
 
 
 def _cpu_model() -> str:

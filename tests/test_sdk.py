@@ -61,10 +61,11 @@ def sdk_catalog(tmp: Path, fixture_root: Path, recipes: Path | None, subtasks: d
     cat = {
         "name": "sdk", "seed": 5, "shard_size": 2, "splits": {"train": 1.0},
         "sources": {"librispeech": {"corpus": "librispeech", "root": str(fixture_root)},
-                    "musan_noise": {"corpus": "musan", "root": str(fixture_root)}},
+                    "musan_noise": {"corpus": "musan", "root": str(fixture_root)},
+                    "musan_two": {"corpus": "musan", "root": str(fixture_root)}},
         "subtasks": subtasks or {
             "asr_utterance": {"count": 4, "pools": {"speech": "librispeech", "noise": "musan_noise"}},
-            "instr_text_prompt": {"count": 4, "pools": {"speech": "librispeech", "noise": "musan_noise"}}},
+            "instr_text_prompt": {"count": 4, "pools": {"speech": "librispeech", "noise": "musan_two"}}},
         **({"recipe_dirs": [str(recipes)]} if recipes else {}), **top,
     }
     path = tmp / "sdk.yaml"
@@ -89,6 +90,12 @@ def test_a_recipe_folder_adds_a_subtask_and_an_edit_invalidates_only_it(tmp_path
     rows = [r for f in (out / "data" / "instr_text_prompt").glob("*.parquet") for r in pq.read_table(f).to_pylist()]
     assert all(r["system_prompt"] in TABLE["system_prompts"] for r in rows)  # the folder's own table
     assert all(r["turns"][0]["text"].startswith("Word count: ") for r in rows)  # the folder's own helper
+    # "drawn" counts the clips each source gave, even when two sources read one corpus
+    used = {st: {s["clip_id"] for f in (out / "data" / st).glob("*.parquet")
+                 for r in pq.read_table(f).to_pylist() for s in r["segments"] if s["corpus"] == "musan"}
+            for st in ("asr_utterance", "instr_text_prompt")}
+    assert b["inputs"]["musan_noise"]["drawn"] == len(used["asr_utterance"])
+    assert b["inputs"]["musan_two"]["drawn"] == len(used["instr_text_prompt"])
     asr = hashes(out, "asr_utterance")
 
     again = run_build(cat, out, num_cpus=2, cache_dir=cache)
@@ -277,3 +284,38 @@ def test_an_installed_wheel_builds_from_any_directory(tmp_path, fixture_root):
     v = subprocess.run([sys.executable, "-m", "streamaudio", "validate", "out"], capture_output=True, text=True,
                        env=env, cwd=elsewhere)
     assert v.returncode == 0, v.stderr
+
+
+def test_a_source_is_rescanned_only_when_its_files_change(tmp_path, fixture_root):
+    import ray
+
+    from streamaudio.build.builder import Builder
+    from streamaudio.build.catalog import load_catalog
+
+    noise = tmp_path / "noise"
+    shutil.copytree(fixture_root / "musan", noise / "musan")
+    cat = sdk_catalog(tmp_path, fixture_root, None, {
+        "asr_utterance": {"count": 2, "pools": {"speech": "librispeech", "noise": "musan_noise"}}})
+    raw = yaml.safe_load(cat.read_text())
+    raw["sources"]["musan_noise"]["root"] = str(noise)
+    cat.write_text(yaml.safe_dump(raw))
+
+    def reused():
+        ray.shutdown()
+        try:
+            states = Builder(load_catalog(cat), tmp_path / "o", cache_dir=tmp_path / "cache", show_progress=False,
+                             num_cpus=1).prepare()["states"]
+        finally:
+            ray.shutdown()
+        return {name: s.report["stages_reused"] for name, s in states.items()}, states
+
+    first, _ = reused()
+    assert first == {"librispeech": [], "musan_noise": []}
+    again, _ = reused()
+    assert again == {"librispeech": ["source"], "musan_noise": ["source"]}
+    victim = sorted((noise / "musan" / "noise" / "free-sound").glob("*.wav"))[0]
+    victim.write_bytes(b"RIFF\x00\x00")  # a file changed on disk (here: broken by a bad copy)
+    after, states = reused()
+    assert after == {"librispeech": ["source"], "musan_noise": []}
+    rej = [r for r in states["musan_noise"].rejects if r["item"] == f"musan:{victim.stem}"]
+    assert len(rej) == 1 and "corrupt" in rej[0]["reason"]
