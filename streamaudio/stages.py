@@ -117,6 +117,25 @@ def static_kind(spec, adapter) -> tuple[str, set[str]]:
     return kind, provides
 
 
+# ---------------------------------------------------------------- helpers for stages
+def speech_with_text(table: pa.Table) -> pa.Table:
+    """The rows a speech model can work on: speech clips with a non-empty transcript."""
+    import pyarrow.compute as pc
+
+    return table.filter(pc.and_(pc.equal(table["kind"], "speech"),
+                                pc.not_equal(pc.utf8_trim_whitespace(table["text"]), "")))
+
+
+def collect_by_id(results: dict, advance):
+    """An ``on_batch`` callback for actor stages: result rows by clip id, and progress."""
+    def collect(t: pa.Table) -> None:
+        for r in t.to_pylist():
+            results[r["id"]] = r
+        advance(t.num_rows)
+
+    return collect
+
+
 # ---------------------------------------------------------------- the runner
 def _cache_paths(env: BuildEnv, stage: str, key: str) -> tuple[Path, Path]:
     d = env.cache_dir / "stages" / stage / key[:2]

@@ -7,7 +7,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import soundfile as sf
 
 from streamaudio.align.base import AlignmentFailure
 from streamaudio.align.g2p import arpabet

@@ -3,7 +3,6 @@ from collections import Counter
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from streamaudio.plan import PlanContext, Pool, load_recipes
 from streamaudio.text.curation import candidates, check, curate, ground, inventory, suitable

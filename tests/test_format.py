@@ -1,5 +1,4 @@
 import json
-import math
 
 import pyarrow as pa
 from hypothesis import given, strategies as st

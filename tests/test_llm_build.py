@@ -6,7 +6,6 @@ import json
 import shutil
 
 import pyarrow.parquet as pq
-import pytest
 import ray
 import yaml
 

@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -276,7 +275,7 @@ def test_an_installed_wheel_builds_from_any_directory(tmp_path, fixture_root):
     where = subprocess.run([sys.executable, "-c", "import streamaudio.resources as r; print(r.MANIFESTS_DIR, r.BUILTIN_RECIPES_DIR)"],
                            capture_output=True, text=True, env=env, cwd=elsewhere).stdout.split()
     assert all(Path(p).is_relative_to(site) for p in where), where
-    cat = sdk_catalog(elsewhere, fixture_root, None, {
+    sdk_catalog(elsewhere, fixture_root, None, {  # elsewhere/sdk.yaml, named relative to the cwd below
         "asr_utterance": {"count": 2, "pools": {"speech": "librispeech", "noise": "musan_noise"}}})
     cli = subprocess.run([sys.executable, "-m", "streamaudio", "build", "--catalog", "sdk.yaml", "--out", "out",
                           "--num-cpus", "1", "--no-progress"], capture_output=True, text=True, env=env, cwd=elsewhere)

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from ..audio import AudioReadError, load_clip
 from ..format import WORD_TYPE
 from ..parallel import map_rows_with_actors
-from ..stages import BuildEnv, SourceStage, SourceState, register_stage
+from ..stages import BuildEnv, SourceStage, SourceState, collect_by_id, register_stage, speech_with_text
 from .base import AlignmentFailure
 
 RESULT_SCHEMA = pa.schema([
@@ -271,18 +271,13 @@ class Align(SourceStage):
         cfg = self._cfg(state)
         env.ray()  # aligners run as Ray Data actors
         table = state.table
-        need = table.filter(pc.and_(pc.and_(pc.equal(table["kind"], "speech"),
-                                            pc.not_equal(pc.utf8_trim_whitespace(table["text"]), "")),
-                                    pc.equal(pc.list_value_length(table["words"]), 0)))
+        speech = speech_with_text(table)
+        need = speech.filter(pc.equal(pc.list_value_length(speech["words"]), 0))
         results: dict[str, dict] = {}
         with progress_bar(f"align {state.name}", need.num_rows, env.show_progress) as advance:
-            def collect(t: pa.Table) -> None:
-                for r in t.to_pylist():
-                    results[r["id"]] = r
-                advance(t.num_rows)
-
             run_alignment(need, cfg["backend"], model_dir=cfg.get("model_dir"), cache_dir=str(env.cache_dir),
-                          actors=cfg.get("actors"), gpus_per_actor=cfg.get("gpus_per_actor", 0.0), on_batch=collect)
+                          actors=cfg.get("actors"), gpus_per_actor=cfg.get("gpus_per_actor", 0.0),
+                          on_batch=collect_by_id(results, advance))
         rows = []
         for r in table.to_pylist():
             res = results.get(r["id"])

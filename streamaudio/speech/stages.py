@@ -8,13 +8,12 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import yaml
 
 from ..progress import progress_bar
 from ..resources import MANIFESTS_DIR
 from ..sources.base import CLIP_SCHEMA
-from ..stages import BuildEnv, SourceStage, SourceState, register_stage
+from ..stages import BuildEnv, SourceStage, SourceState, collect_by_id, register_stage, speech_with_text
 
 SPOKEN_SCHEMA = {
     "type": "object", "additionalProperties": False,
@@ -188,16 +187,10 @@ class AsrCheck(SourceStage):
         cfg = self.config(state.spec)
         env.ray()  # decoders run as Ray Data actors
         table = state.table
-        speech = table.filter(pc.and_(pc.equal(table["kind"], "speech"),
-                                              pc.not_equal(pc.utf8_trim_whitespace(table["text"]), "")))
+        speech = speech_with_text(table)
         results: dict[str, dict] = {}
         with progress_bar(f"asr-check {state.name}", speech.num_rows, env.show_progress) as advance:
-            def collect(t: pa.Table) -> None:
-                for r in t.to_pylist():
-                    results[r["id"]] = r
-                advance(t.num_rows)
-
-            run_asr_check(speech, on_batch=collect)
+            run_asr_check(speech, on_batch=collect_by_id(results, advance))
         keep = []
         for cid in table.column("id").to_pylist():
             res = results.get(cid)
