@@ -5,7 +5,7 @@ clip pool and checked at build time). The policy table
 shortly after they end and which get an explicit stay-silent turn."""
 from streamaudio.plan import (CuratedScenarios, EpisodePlan, InstructionBank, PlanContext, PlanError, PolicyTable,
                               PoolSpec, Recipe, SegmentPlan, TurnPlan, background_bed, pick)
-from streamaudio.text.curation import ground
+from streamaudio.text.curation import ground_in_pool
 
 PAD_BEFORE_S, PAD_AFTER_S = 0.2, 0.3  # keep a little of the clip around its active span
 
@@ -23,7 +23,7 @@ def from_scenario(ctx: PlanContext, scenarios: list[dict]) -> list[dict]:
     events cannot all be grounded here is skipped for another one."""
     rng = ctx.rng
     for k in rng.permutation(len(scenarios)):
-        clips = [ground(e, ctx.pools["events"].with_label(e["label"]), rng) for e in scenarios[int(k)]["events"]]
+        clips = [ground_in_pool(e, ctx.pools["events"], rng) for e in scenarios[int(k)]["events"]]
         if all(clips):
             return clips
     raise PlanError(f"no curated scenario can be grounded in the {ctx.split} pool")
@@ -68,7 +68,7 @@ def plan(ctx: PlanContext) -> EpisodePlan:
 
 
 RECIPE = Recipe(
-    subtask="proactive_household", ability="proactive_response", version="2",
+    subtask="proactive_household", ability="proactive_response", version="3",
     pools={"events": PoolSpec("sound", requires=("labels", "active_span"), description="labelled sound events"),
            "noise": PoolSpec("noise")},
     tables={"policy": PolicyTable("policy/proactive_household.yaml"),

@@ -1,2 +1,2 @@
 """StreamAudio: streaming audio-interaction episodes from public corpora."""
-__version__ = "0.1.0"
+__version__ = "0.2.0"

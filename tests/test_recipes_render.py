@@ -258,3 +258,26 @@ def test_pool_sampling_with_a_predicate():
     assert all("a" in r["labels"] for r in pool.with_label("a")) and len(pool.with_label("a")) == 200
     assert pool.with_label("zzz") == []
     assert [r["id"] for r in pool.with_label("b")][:3] == ["0", "2", "4"]  # the index keeps manifest order
+
+
+def test_rare_predicates_and_labels_do_not_read_the_whole_pool():
+    rows = [{"id": str(i), "labels": ["common"] + (["rare"] if i % 100 == 7 else [])} for i in range(20000)]
+    pool = Pool("big", rows)
+    seen = []
+
+    def rare(r):  # a closure (over `seen`): a predicate with state is never remembered
+        seen.append(r["id"])
+        return r["labels"][-1] == "rare"
+
+    picks = set()
+    for s in range(40):
+        seen.clear()
+        picks.add(pool.choice(np.random.default_rng(s), where=rare)["id"])
+        assert len(seen) < 5000  # 1% fit: ~100 rows read per hit in random order, not 20000
+    assert len(picks) > 30 and all(int(p) % 100 == 7 for p in picks)  # spread over the fitting rows
+    got = pool.sample(np.random.default_rng(1), 5, where=rare)
+    assert len({r["id"] for r in got}) == 5 and all(r["labels"][-1] == "rare" for r in got)
+    lazy = pool.with_label("common")
+    assert len(lazy) == 20000 and len(pool._rows) < 5000  # asking for a label materialises nothing
+    assert lazy[3]["id"] == "3" and [r["id"] for r in lazy[:2]] == ["0", "1"]
+    assert [r["id"] for r in pool.with_label("rare")][:2] == ["7", "107"]

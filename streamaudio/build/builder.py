@@ -88,15 +88,15 @@ def assign_splits(groups: list[str], fractions: dict[str, float]) -> dict[str, s
 
 
 def split_table(table: pa.Table, fractions: dict[str, float]) -> dict[str, pa.Table]:
-    """A clip table's rows by split (vectorised: one Python step per source group, not per row)."""
-    table = table.combine_chunks()
+    """A clip table's rows by split, in manifest order (vectorised: one Python step per source
+    group, not per row; the table's chunks are kept, so the splits together are one copy)."""
     if table.num_rows == 0:
         return {s: table for s in SPLITS}
-    groups = pc.dictionary_encode(table.column("split_group").chunk(0))
-    uniq = groups.dictionary.to_pylist()
-    assign = assign_splits(uniq, fractions)
-    code = np.array([SPLITS.index(assign[g]) for g in uniq], dtype=np.int8)
-    per_row = code[groups.indices.to_numpy(zero_copy_only=False)]
+    groups = table.column("split_group")
+    uniq = pc.unique(groups)
+    assign = assign_splits(uniq.to_pylist(), fractions)
+    code = np.array([SPLITS.index(assign[g]) for g in uniq.to_pylist()], dtype=np.int8)
+    per_row = code[pc.index_in(groups, value_set=uniq).to_numpy()]
     return {s: table.filter(pa.array(per_row == i)) for i, s in enumerate(SPLITS)}
 
 
@@ -179,7 +179,10 @@ class Builder:
         Sources come from the stage cache when nothing changed (no Ray needed then)."""
         states = self._sources()
         rejects = [r for s in states.values() for r in s.rejects]
-        by_split = {name: split_table(s.table, self.catalog.splits) for name, s in states.items()}
+        by_split = {}
+        for name, s in states.items():
+            by_split[name] = split_table(s.table, self.catalog.splits)
+            s.table = None  # the splits hold every row; a 5M-clip source is not kept twice
         tables, table_report, table_sha = self._tables(states, by_split, rejects)
         return {"states": states, "rejects": rejects, "by_split": by_split, "tables": tables,
                 "table_report": table_report, "tasks": self._tasks(states, table_sha, table_report)}
@@ -279,14 +282,15 @@ class Builder:
         pool_refs: dict[tuple[str, str], object] = {}  # (source, split) -> ref, put once however many shards
         table_refs = {st: ray.put(tables[st]) for st in sorted({t.subtask for t in todo})}
         remote = ray.remote(num_cpus=1, max_retries=0)(_run_shard_remote)
-        refs = {}
         for t in todo:
-            args = []
             for p in sorted(t.pools):
                 key = (t.pools[p], t.split)
                 if key not in pool_refs:
                     pool_refs[key] = ray.put(PoolData.build(f"{key[0]}/{key[1]}", by_split[key[0]][key[1]]))
-                args.append(pool_refs[key])
+        by_split.clear()  # the object store holds what the shards need; the driver keeps nothing
+        refs = {}
+        for t in todo:
+            args = [pool_refs[(t.pools[p], t.split)] for p in sorted(t.pools)]
             refs[remote.remote(asdict(t), table_refs[t.subtask], *args)] = t
         out = []
         pending = list(refs)

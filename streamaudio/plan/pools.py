@@ -10,6 +10,7 @@ grow with the pool: a 5M-clip pool costs a worker what a 50k one does
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -29,7 +30,7 @@ class PoolData:
 
     @classmethod
     def build(cls, name: str, table: pa.Table) -> "PoolData":
-        table = table.combine_chunks()
+        # chunks kept as they are: combining a multi-GB table would copy it for nothing
         return cls(name=name, table=table, labels=label_index(table))
 
 
@@ -114,20 +115,32 @@ class Pool:
     def label_count(self, label: str) -> int:
         return len(self.data.labels.get(label, ()))
 
-    def with_label(self, label: str) -> list[dict]:
-        return [self.row(i) for i in self.data.labels.get(label, ())]
+    def with_label(self, label: str) -> "Rows":
+        """The clips carrying ``label``, in manifest order: a lazy sequence (a row becomes a
+        dict only when read), so a label held by half a million clips costs nothing to ask for."""
+        return Rows(self, self.data.labels.get(label, np.zeros(0, np.int64)))
 
-    def _fitting(self, where) -> np.ndarray:
-        """Indices of every row that fits (a scan; remembered for predicates without state)."""
+    def _random_fits(self, rng: np.random.Generator, where, k: int) -> list[int]:
+        """Up to k distinct indices of rows that fit, found by walking the pool in a random
+        order: uniform over the fitting rows, and about n / (fits + 1) rows read per hit instead
+        of a scan of the whole pool. A predicate without state (no closure) is scanned once and
+        remembered."""
+        n = len(self)
         key = where.__code__ if getattr(where, "__closure__", True) is None and hasattr(where, "__code__") else None
-        if key is not None and key in self._scans:
-            return self._scans[key]
-        idx = np.array([i for i in range(len(self)) if where(self._row(i))], dtype=np.int64)
+        if key is not None and key not in self._scans:
+            self._scans[key] = np.array([i for i in range(n) if where(self._row(i))], dtype=np.int64)
         if key is not None:
-            self._scans[key] = idx
-        if len(idx) == 0:
-            raise PlanError(f"pool {self.name!r} has no clip that fits")
-        return idx
+            fit = self._scans[key]
+            if len(fit) <= k:
+                return [int(i) for i in fit]
+            return [int(fit[j]) for j in rng.choice(len(fit), size=k, replace=False)]
+        found: list[int] = []
+        for i in rng.permutation(n):
+            if where(self._row(i)):
+                found.append(int(i))
+                if len(found) == k:
+                    break
+        return found
 
     def choice(self, rng: np.random.Generator, where: Callable[[dict], bool] | None = None) -> dict:
         n = len(self)
@@ -139,8 +152,10 @@ class Pool:
             r = self._row(rng.integers(n))
             if where(r):
                 return self._hand(r)
-        idx = self._fitting(where)
-        return self.row(idx[int(rng.integers(len(idx)))])
+        found = self._random_fits(rng, where, 1)
+        if not found:
+            raise PlanError(f"pool {self.name!r} has no clip that fits")
+        return self.row(found[0])
 
     def sample(self, rng: np.random.Generator, k: int, where: Callable[[dict], bool] | None = None) -> list[dict]:
         """k distinct clips when the pool has them, otherwise with repeats."""
@@ -160,6 +175,27 @@ class Pool:
                         picked[i] = self._hand(r)
                         if len(picked) == k:
                             return list(picked.values())
-        fit = self._fitting(where)
-        idx = rng.choice(len(fit), size=k, replace=k > len(fit))
-        return [self.row(fit[int(i)]) for i in idx]
+        found = self._random_fits(rng, where, k)
+        if not found:
+            raise PlanError(f"pool {self.name!r} has no clip that fits")
+        if len(found) < k:  # fewer fit than asked for: repeats
+            found = [found[int(j)] for j in rng.choice(len(found), size=k, replace=True)]
+        return [self.row(i) for i in found]
+
+
+class Rows(Sequence):
+    """Some rows of a pool, by index, materialised only when read."""
+
+    def __init__(self, pool: Pool, indices: np.ndarray):
+        self.pool, self.indices = pool, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return Rows(self.pool, self.indices[k])
+        return self.pool.row(self.indices[k])
+
+    def __eq__(self, other) -> bool:
+        return list(self) == list(other)

@@ -38,9 +38,12 @@ def suitable(clip: dict) -> bool:
     return clip["active_start_s"] >= 0 and 0 < clip["active_end_s"] - clip["active_start_s"] <= MAX_EVENT_S
 
 
-def candidates(event: dict, rows: list[dict], k: int = TOP_K) -> list[dict]:
+def candidates(event: dict, rows, k: int = TOP_K) -> list[dict]:
     """Top-k clips for an event: exact label match first, then caption/label word overlap
-    with the event's note; ties broken by clip id so the ranking is stable."""
+    with the event's note; ties broken by clip id so the ranking is stable. ``rows`` is a list
+    of clips, or a dict label -> clips (only the event's label is ranked then)."""
+    if isinstance(rows, dict):
+        rows = rows.get(event["label"], [])
     words = set((event.get("note") or "").lower().split())
 
     def score(r):
@@ -51,9 +54,28 @@ def candidates(event: dict, rows: list[dict], k: int = TOP_K) -> list[dict]:
     return ranked[:k]
 
 
-def ground(event: dict, rows: list[dict], rng) -> dict | None:
+def ground(event: dict, rows, rng) -> dict | None:
     """One clip for the event: a seeded pick among the suitable top-k candidates."""
     ok = [c for c in candidates(event, rows) if suitable(c)]
+    if not ok:
+        return None
+    return ok[int(rng.integers(len(ok)))]
+
+
+def ground_in_pool(event: dict, pool, rng) -> dict | None:
+    """``ground`` at planning time, in a recipe's pool. A curated event carries its suitable
+    top-k candidates (row numbers in its split's pool, found once by the build), so a planner
+    never ranks the clips of a label again; an event without them is ranked here."""
+    stored = event.get("candidates")
+    if stored is None:
+        return ground(event, pool.with_label(event["label"]), rng)
+    ok = []
+    for i, cid in zip(stored["rows"], stored["ids"]):
+        row = pool.row(i)
+        if row["id"] != cid:
+            raise ValueError(f"curated candidate {cid} is not row {i} of pool {pool.name!r}: "
+                             "the scenarios were curated on another pool")
+        ok.append(row)
     if not ok:
         return None
     return ok[int(rng.integers(len(ok)))]
@@ -137,15 +159,24 @@ def plan_llm(llm: LLMClient, settings: dict, counts: Counter, policy: dict) -> l
 
 
 def curate(llm: LLMClient | None, settings: dict, rows: list[dict], policy: dict, seed: int) -> tuple[dict, list[dict]]:
-    """(scenarios table, rejected drafts with the failing check)."""
+    """(scenarios table, rejected drafts with the failing check). Every kept event carries its
+    suitable grounding candidates as row numbers of ``rows`` (and their ids)."""
     counts, co = inventory(rows)
+    by_label: dict[str, list[dict]] = {}
+    for r in rows:
+        for lab in set(r["labels"]):
+            by_label.setdefault(lab, []).append(r)
+    row_of = {r["id"]: i for i, r in enumerate(rows)}
     drafts = plan_llm(llm, settings, counts, policy) if llm else plan_offline(settings, counts, co, policy, seed)
     kept, rejected = [], []
     for d in drafts:
-        why = check(d, counts, policy, kept, rows)
+        why = check(d, counts, policy, kept, by_label)
         if why:
             rejected.append({"title": d["title"], "reason": why})
         elif len(kept) < settings["n_scenarios"]:
+            for e in d["events"]:
+                ok = [c for c in candidates(e, by_label) if suitable(c)]
+                e["candidates"] = {"rows": [row_of[c["id"]] for c in ok], "ids": [c["id"] for c in ok]}
             kept.append(d)
     writer = llm.config.tag if llm else "rules:label-co-occurrence"
     return {"writer": writer, "scenarios": kept}, rejected
