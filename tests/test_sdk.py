@@ -318,3 +318,77 @@ def test_a_source_is_rescanned_only_when_its_files_change(tmp_path, fixture_root
     assert after == {"librispeech": ["source"], "musan_noise": []}
     rej = [r for r in states["musan_noise"].rejects if r["item"] == f"musan:{victim.stem}"]
     assert len(rej) == 1 and "corrupt" in rej[0]["reason"]
+
+
+PLUGIN = '''
+"""A corpus adapter from outside the toolkit: a folder of audio files and clips.tsv."""
+from pathlib import Path
+
+from streamaudio.sources import Adapter, LayoutError, Reject, clip_row, register_adapter
+from streamaudio.sources.base import ProbeError, probe_audio
+
+
+@register_adapter
+class TsvSpeech(Adapter):
+    corpus, kind, license = "tsv_speech", "speech", "CC0"
+    provides = frozenset({"text", "speaker"})
+    expected_layout = "clips.tsv (path<TAB>speaker<TAB>text) next to the audio files"
+
+    def check_layout(self, root, options):
+        if not (Path(root) / "clips.tsv").is_file():
+            raise LayoutError(f"tsv_speech: no clips.tsv in {root}. Expected layout: {self.expected_layout}")
+
+    def units(self, root, options):
+        lines = (Path(root) / "clips.tsv").read_text().splitlines()
+        return [lines[i:i + 4] for i in range(0, len(lines), 4)]
+
+    def scan_unit(self, root, options, unit):
+        for line in unit:
+            path, speaker, text = line.split("\\t")
+            cid = f"tsv_speech:{Path(path).stem}"
+            try:
+                info = probe_audio(Path(root) / path)
+            except ProbeError as exc:
+                yield Reject(cid, str(exc))
+                continue
+            yield clip_row(id=cid, corpus=self.corpus, kind="speech", path=str((Path(root) / path).resolve()),
+                           duration_s=info.duration_s, sample_rate=info.sample_rate, language="en", text=text,
+                           speaker=speaker, license=self.license, split_group=f"tsv_speech:{speaker}")
+'''
+
+
+def test_a_corpus_adapter_plugs_in_from_its_own_package(tmp_path, fixture_root):
+    """A third-party adapter: its own module, announced by an entry point; nothing in the toolkit changes."""
+    site = tmp_path / "site"
+    (site / "tsv_speech_plugin-0.1.dist-info").mkdir(parents=True)
+    (site / "tsv_speech_plugin.py").write_text(PLUGIN)
+    (site / "tsv_speech_plugin-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: tsv-speech-plugin\nVersion: 0.1\n")
+    (site / "tsv_speech_plugin-0.1.dist-info" / "entry_points.txt").write_text(
+        "[streamaudio.adapters]\ntsv_speech = tsv_speech_plugin\n")
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    lines = []
+    for k, f in enumerate(sorted((fixture_root / "LibriSpeech" / "dev-clean").rglob("*.flac"))[:12]):
+        shutil.copy(f, corpus / f"c{k:02d}.flac")
+        lines.append(f"c{k:02d}.flac\tspk{k % 4}\tTHE FIXTURE SENTENCE NUMBER {k}")
+    lines.append("missing.flac\tspk9\tA FILE THAT IS NOT THERE")
+    (corpus / "clips.tsv").write_text("\n".join(lines) + "\n")
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    listed = subprocess.run([sys.executable, "-m", "streamaudio", "corpora"], capture_output=True, text=True, env=env).stdout
+    assert "tsv_speech" in listed.split()
+    cat = {"seed": 3, "shard_size": 2, "splits": {"train": 1.0},
+           "sources": {"mine": {"corpus": "tsv_speech", "root": str(corpus)},
+                       "musan_noise": {"corpus": "musan", "root": str(fixture_root)}},
+           "subtasks": {"asr_utterance": {"count": 3, "pools": {"speech": "mine", "noise": "musan_noise"}}}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cat))
+    cli = subprocess.run([sys.executable, "-m", "streamaudio", "build", "--catalog", str(tmp_path / "c.yaml"),
+                          "--out", str(tmp_path / "o"), "--num-cpus", "2", "--no-progress"],
+                         capture_output=True, text=True, env=env)
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    b = json.loads((tmp_path / "o" / "build.json").read_text())
+    assert b["inputs"]["mine"]["seen"] == 13 and b["inputs"]["mine"]["used"] == 12 and b["inputs"]["mine"]["drawn"] > 0
+    rej = [r for r in pq.read_table(tmp_path / "o" / "rejects.parquet").to_pylist() if r["source"] == "mine"]
+    assert [r["item"] for r in rej] == ["tsv_speech:missing"] and "missing" in rej[0]["reason"]
+    segs = [s for f in (tmp_path / "o" / "data").rglob("*.parquet") for r in pq.read_table(f).to_pylist()
+            for s in r["segments"] if s["kind"] == "speech"]
+    assert segs and all(s["corpus"] == "tsv_speech" and s["text"].startswith("THE FIXTURE SENTENCE") for s in segs)
