@@ -70,7 +70,7 @@ def snr_db(own: np.ndarray, rest: np.ndarray) -> float | None:
     rest_db = 10 * np.log10(np.mean(e_rest[act]))
     if rest_db < SNR_FLOOR_DB:
         return None
-    return float(np.float32(round(10 * np.log10(np.mean(e_own[act])) - rest_db, 2)))
+    return float(np.float32(round(10 * np.log10(np.mean(e_own[act])) - rest_db, 2))) + 0.0  # no "-0.0"
 
 
 def _fade(x: np.ndarray, n_in: int, n_out: int) -> np.ndarray:
