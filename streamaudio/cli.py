@@ -41,27 +41,36 @@ def build(catalog: Path = typer.Option(..., help="catalog YAML (see manifests/de
           tts_base_url: Optional[str] = typer.Option(None, help="openai TTS: speech endpoint base URL"),
           tts_model: Optional[str] = typer.Option(None, help="openai TTS: model"),
           tts_voice: Optional[str] = typer.Option(None, help="openai TTS: voice, or a comma list picked per source group"),
+          allow_fallback: bool = typer.Option(False, help="exit 0 even when an LLM/TTS endpoint failed past its "
+                                                           "retries (items rejected, tables offline)"),
           progress: bool = typer.Option(True, help="show progress bars")):
     """Build a dataset: source stages, tables, planning, rendering, labelling, shards, card.
 
-    Exit codes: 0 ok; 2 bad catalog, recipe, layout or setting; 3 a sub-task crossed its
-    reject-rate gate (the dataset is written); 4 a recipe crashed (its traceback is printed)."""
-    from .build.builder import BuildError, RecipeCrashError, RejectGateError, build as run_build
+    Exit codes: 0 ok; 2 bad catalog, recipe, layout or setting, or a busy OUT; 3 a sub-task
+    crossed its reject-rate gate; 4 a recipe crashed (its traceback is printed); 5 an LLM/TTS
+    endpoint failed past its retries (unless --allow-fallback). With 3 and 5 the dataset is written."""
+    from .build.builder import (BuildError, EndpointFallbackError, RecipeCrashError, RejectGateError,
+                                build as run_build)
     from .build.catalog import CatalogError
+    from .parallel import RayConnectError
     from .sources import LayoutError
 
     try:
         b = run_build(catalog, out, ray_address=ray_address, num_cpus=num_cpus, resume=resume,
                       show_progress=progress, cache_dir=cache_dir,
                       llm={"base_url": llm_base_url, "model": llm_model},
-                      tts={"backend": tts, "base_url": tts_base_url, "model": tts_model, "voice": tts_voice})
+                      tts={"backend": tts, "base_url": tts_base_url, "model": tts_model, "voice": tts_voice},
+                      allow_fallback=allow_fallback)
+    except EndpointFallbackError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(5)
     except RejectGateError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False)
         raise typer.Exit(3)
     except RecipeCrashError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False)
         raise typer.Exit(4)
-    except (BuildError, CatalogError, LayoutError) as exc:
+    except (BuildError, CatalogError, LayoutError, RayConnectError) as exc:
         err.print(f"error: {exc}", markup=False, highlight=False)
         raise typer.Exit(2)
     e = b["episodes"]
@@ -125,7 +134,6 @@ def align(clips: Path = typer.Option(..., help="clip manifest (.parquet) with id
     import pyarrow.parquet as pq
 
     from .align.stage import BACKENDS, align_manifest
-    from .parallel import init_ray
     from .progress import progress_bar
 
     if backend not in BACKENDS:
@@ -137,7 +145,7 @@ def align(clips: Path = typer.Option(..., help="clip manifest (.parquet) with id
     if not clips.is_file():
         err.print(f"[red]error:[/red] {clips} not found")
         raise typer.Exit(2)
-    init_ray(ray_address, num_cpus)
+    _ray(ray_address, num_cpus)
     total = pq.read_metadata(clips).num_rows
     with progress_bar("align", total, progress) as advance:
         try:
@@ -159,14 +167,13 @@ def asr_check(clips: Path = typer.Option(..., help="clip manifest (.parquet) wit
     """Decode speech with pocketsphinx and record its WER against the transcript."""
     import pyarrow.parquet as pq
 
-    from .parallel import init_ray
     from .progress import progress_bar
     from .speech.asr_check import check_manifest
 
     if not clips.is_file():
         err.print(f"[red]error:[/red] {clips} not found")
         raise typer.Exit(2)
-    init_ray(ray_address, num_cpus)
+    _ray(ray_address, num_cpus)
     with progress_bar("asr-check", pq.read_metadata(clips).num_rows, progress) as advance:
         res = check_manifest(clips, out, progress=advance)
     err.print(json.dumps(res))
@@ -239,6 +246,16 @@ def catalog_schema():
     from .build.catalog import catalog_schema as schema
 
     print(json.dumps(schema(), indent=2))
+
+
+def _ray(address: Optional[str], num_cpus: Optional[int]) -> None:
+    from .parallel import RayConnectError, init_ray
+
+    try:
+        init_ray(address, num_cpus)
+    except RayConnectError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2)
 
 
 def main() -> None:

@@ -9,9 +9,43 @@ from typing import Callable
 import pyarrow as pa
 
 
+CONNECT_TIMEOUT_S = 10.0
+
+
+class RayConnectError(RuntimeError):
+    """The Ray cluster asked for cannot be reached (the message says where and what to do)."""
+
+
+def _reachable(address: str) -> str:
+    """The cluster's host:port, once a TCP connection to it succeeds within CONNECT_TIMEOUT_S.
+    Ray itself retries a dead address for many minutes; a build should say so at once."""
+    import socket
+
+    from ray._private.services import canonicalize_bootstrap_address
+
+    bare = address.split("://", 1)[1] if address.startswith("ray://") else address
+    try:
+        resolved = canonicalize_bootstrap_address(bare) if not address.startswith("ray://") else bare
+    except (ConnectionError, ValueError) as exc:
+        raise RayConnectError(f"no Ray cluster found for --ray-address {address!r} ({exc}). Start one with "
+                              "`ray start --head`, or leave --ray-address out for a private local Ray") from None
+    if resolved is None:
+        raise RayConnectError(f"--ray-address {address!r} names no running cluster on this machine; start one with "
+                              "`ray start --head`, or leave --ray-address out for a private local Ray")
+    host, _, port = resolved.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except (OSError, ValueError) as exc:
+        raise RayConnectError(f"cannot reach the Ray cluster at {resolved} (from --ray-address {address!r}): "
+                              f"{exc.strerror or exc}. Is it running? (`ray status --address {resolved}`)") from None
+    return resolved
+
+
 def init_ray(address: str | None = None, num_cpus: int | None = None):
     """Join the cluster at ``address`` ('auto': the one `ray start` made on this machine), or,
-    by default, start a private local Ray: a build never joins a cluster it was not asked to."""
+    by default, start a private local Ray: a build never joins a cluster it was not asked to
+    (not the one the machine's last `ray start` recorded, not the one RAY_ADDRESS names)."""
     import ray
     from ray.data import DataContext
 
@@ -19,7 +53,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None):
         kw = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
                   configure_logging=True)
         if address and address != "local":
-            ray.init(address=address, **kw)
+            _reachable(address)
+            ray.init(address=address, **kw)  # as given: Ray picks this driver's node by it
         else:
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             ray.init(address="local", num_cpus=num_cpus, **kw)

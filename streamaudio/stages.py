@@ -186,6 +186,8 @@ def run_source_stages(state: SourceState, env: BuildEnv) -> SourceState:
             before = len(state.rejects)
             state.transient = 0
             stage.run(state, env)
+            if state.transient:  # an endpoint that failed past its retries: the build says so at the end
+                state.report["endpoint_failures"] = state.report.get("endpoint_failures", 0) + state.transient
             if state.table is None:
                 raise StageError(f"stage {stage.name!r} left source {state.name!r} without a clip table")
             _account(state)

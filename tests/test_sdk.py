@@ -184,7 +184,7 @@ def test_the_reject_gate_fails_the_build_but_keeps_the_dataset(tmp_path, fixture
     assert cli.returncode == 3, cli.stderr[-2000:]
     assert "instr_spoken: 1 of 4 episodes rejected" in cli.stderr
     b = json.loads((tmp_path / "o" / "build.json").read_text())
-    assert b["subtasks"]["instr_spoken"]["gate"] == {"max_reject_rate": 0.05, "crossed": True}
+    assert b["subtasks"]["instr_spoken"]["gate"] == {"max_reject_rate": 0.05, "crossed": True, "splits_crossed": ["train"]}
     rej = [r for r in pq.read_table(tmp_path / "o" / "rejects.parquet").to_pylist() if r["stage"] == "plan"]
     assert [r["item"] for r in rej] == ["instr_spoken-train-000002"] and "pool too small" in rej[0]["reason"]
     shutil.rmtree(tmp_path / "crashy")

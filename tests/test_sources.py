@@ -9,7 +9,7 @@ from streamaudio.sources import ADAPTERS, LayoutError, get_adapter, write_manife
 
 REASONS = {"corrupt": ("corrupt", "truncated"), "empty": ("empty",), "no transcript": ("no transcript",),
            "not UTF-8": ("UTF-8",), "missing": ("missing",), "not JSON": ("not JSON",),
-           "no assistant": ("no assistant",)}
+           "no assistant": ("no assistant",), "silent": ("silent audio",)}
 
 
 def scan(corpus, root, tmp_path, **options):
@@ -106,3 +106,31 @@ def test_ultrachat_original_release_shape(tmp_path):
 def test_manifest_write_is_atomic(fixture_root, tmp_path):
     res = scan("musan", fixture_root, tmp_path)
     assert res.path.exists() and not list(tmp_path.glob("*.tmp"))
+
+
+def test_active_span_of_a_long_clip_reads_it_in_bounded_memory(tmp_path):
+    """A 20-minute clip (AudioSet holds some hours long): the span is found, and the memory
+    used does not grow with the clip (the whole clip decoded would be 77 MB of float32)."""
+    import tracemalloc
+
+    import numpy as np
+    import soundfile as sf
+
+    from streamaudio.sources.base import active_span
+
+    sr, minutes, event_at = 16000, 20, 700.0
+    path = tmp_path / "long.flac"
+    rng = np.random.default_rng(0)
+    with sf.SoundFile(path, "w", sr, 1, subtype="PCM_16", format="FLAC") as f:
+        for k in range(minutes):
+            x = (rng.standard_normal(60 * sr) * 10 ** (-50 / 20)).astype(np.float32)
+            if k * 60 <= event_at < (k + 1) * 60:
+                i = int((event_at - k * 60) * sr)
+                x[i:i + sr] += 0.3 * np.sin(2 * np.pi * 880 * np.arange(sr) / sr).astype(np.float32)
+            f.write(x)
+    tracemalloc.start()
+    a0, a1 = active_span(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert abs(a0 - event_at) <= 0.03 and abs(a1 - (event_at + 1.0)) <= 0.03
+    assert peak < 40 * 2**20, f"peak {peak / 2**20:.0f} MiB"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -118,7 +119,7 @@ class AlignWorker:
         if self.cache is not None:
             p = self.cache / key[:2] / f"{key}.json"
             p.parent.mkdir(parents=True, exist_ok=True)
-            tmp = p.with_suffix(f".tmp{id(self)}")
+            tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")  # unique per process: workers share the cache
             tmp.write_text(json.dumps({k: v for k, v in result.items() if k not in ("id", "aligner")}))
             tmp.replace(p)
         return result

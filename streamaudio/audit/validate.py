@@ -6,6 +6,7 @@ audio decodes to exactly duration_s * 16000 samples.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -60,10 +61,16 @@ def validate(out: str | Path, decode_audio: bool = True, progress=None) -> Repor
     except Exception as exc:
         rep.add("README.md", str(exc))
         configs = {}
-    build = json.loads((out / "build.json").read_text())
+    try:
+        build = json.loads((out / "build.json").read_text())
+    except (ValueError, OSError) as exc:
+        rep.add("build.json", f"unreadable ({exc})")
+        build = {}
     schema = json.loads((SCHEMAS_DIR / "episode.schema.json").read_text())
     validator = jsonschema.Draft202012Validator(schema)
     seen_ids: set[str] = set()
+    hashes = build.get("shards") or {}
+    per_split: dict[tuple[str, str], int] = {}
     for st_dir in sorted(p for p in (out / "data").iterdir() if p.is_dir()):
         st = st_dir.name
         if st not in configs:
@@ -82,12 +89,23 @@ def validate(out: str | Path, decode_audio: bool = True, progress=None) -> Repor
             total = int(m.group(3))
             if len(list(st_dir.glob(f"{m.group(1)}-*-of-{m.group(3)}.parquet"))) != total:
                 rep.add(where, f"split {m.group(1)} should have {total} shards")
+            rel = f"data/{st}/{shard.name}"
+            if rel not in hashes:
+                rep.add(where, "shard not listed in build.json")
+            elif hashlib.sha256(shard.read_bytes()).hexdigest() != hashes[rel]:
+                rep.add(where, "sha256 differs from build.json: the file changed after the build wrote it")
+            before = rep.episodes
             _check_shard(shard, st, m.group(1), where, validator, seen_ids, rep, decode_audio, progress)
+            per_split[(st, m.group(1))] = per_split.get((st, m.group(1)), 0) + rep.episodes - before
     for st, cfg in configs.items():
         for d in cfg.get("data_files", []):
             # a configured split without an episode: the card promises what the data lacks
             if not any((out / "data" / st).glob(f"{d['split']}-*.parquet")):
                 rep.add(f"README.md config {st}", f"split {d['split']} has no shard")
+            elif not per_split.get((st, d["split"])):
+                rep.add(f"README.md config {st}", f"split {d['split']} has no episode (its shards are empty)")
+    for rel in sorted(set(hashes) - {str(p.relative_to(out)) for p in (out / "data").rglob("*.parquet")}):
+        rep.add(rel, "listed in build.json but missing")
     expected = build.get("episodes", {}).get("written")
     if expected is not None and expected != rep.episodes:
         rep.add("build.json", f"says {expected} episodes written, shards hold {rep.episodes}")
@@ -105,20 +123,23 @@ def validate(out: str | Path, decode_audio: bool = True, progress=None) -> Repor
 
 def _check_shard(shard: Path, st: str, split: str, where: str, validator, seen_ids, rep: Report,
                  decode_audio: bool, progress=None) -> None:
+    rep.shards += 1
     try:
         pf = pq.ParquetFile(shard)
     except Exception as exc:
-        rep.add(where, f"not a readable Parquet file ({exc})")
+        rep.add(where, f"not a readable Parquet file ({' '.join(str(exc).split())[:200]})")
         return
-    rep.shards += 1
     if not pf.schema_arrow.remove_metadata().equals(EPISODE_SCHEMA):
         rep.add(where, "schema differs from format v2")
         return
-    for batch in pf.iter_batches(batch_size=16):
-        for row in batch.to_pylist():
-            _check_row(row, st, split, where, validator, seen_ids, rep, decode_audio)
-            if progress:
-                progress()
+    try:
+        for batch in pf.iter_batches(batch_size=16):
+            for row in batch.to_pylist():
+                _check_row(row, st, split, where, validator, seen_ids, rep, decode_audio)
+                if progress:
+                    progress()
+    except Exception as exc:  # a damaged page: one line in the report, and on to the next shard
+        rep.add(where, f"unreadable after {rep.episodes} episode(s): {type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
 
 
 def validate_shard(path: str | Path, subtask: str, split: str, decode_audio: bool = True) -> list[str]:

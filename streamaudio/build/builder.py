@@ -17,7 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import platform
+import re
 import shutil
 import time
 from dataclasses import asdict
@@ -41,6 +43,7 @@ from ..text.cache import content_key
 from ..text.llm import LLMClient, LLMConfig, Usage
 from ..text.tables import TableEnv
 from .card import render_card
+from .lock import BuildLock, BuildLocked
 from .catalog import Catalog, load_catalog
 from .shards import RecipeCrash, ShardTask, finished_summary, run_shard
 
@@ -57,6 +60,11 @@ class RecipeCrashError(BuildError):
 
 class RejectGateError(BuildError):
     """The build finished but a sub-task rejected more episodes than its gate allows (exit 3)."""
+
+
+class EndpointFallbackError(BuildError):
+    """The build finished but an LLM or TTS endpoint failed past its retries, so items were
+    rejected or tables fell back to their offline versions (exit 5; --allow-fallback accepts it)."""
 
 
 def work_dir(out: Path) -> Path:
@@ -108,8 +116,9 @@ def _run_shard_remote(task: dict, tables: dict, *pool_data):
 class Builder:
     def __init__(self, catalog: Catalog, out: Path, ray_address: str | None = None, num_cpus: int | None = None,
                  resume: bool = True, show_progress: bool = True, cache_dir: Path | None = None,
-                 llm: dict | None = None, tts: dict | None = None):
+                 llm: dict | None = None, tts: dict | None = None, allow_fallback: bool = False):
         self.catalog, self.out = catalog, Path(out).resolve()
+        self.allow_fallback = allow_fallback
         self.work = work_dir(self.out)
         # shared across builds (content-addressed): a corpus is scanned, spoken and aligned once
         self.cache_dir = Path(cache_dir or catalog.cache_dir or self.out.parent / ".streamaudio-cache").resolve()
@@ -188,11 +197,22 @@ class Builder:
                 "table_report": table_report, "tasks": self._tasks(states, table_sha, table_report)}
 
     def run(self) -> dict:
+        for path in (self.out, self.work):
+            if path.exists() and not path.is_dir():
+                raise BuildError(f"{path} exists and is not a folder: give --out a folder (or a new name)")
+        try:
+            with BuildLock(self.out):
+                return self._run()
+        except BuildLocked as exc:
+            raise BuildError(str(exc)) from None
+
+    def _run(self) -> dict:
         t0 = time.time()
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.work.mkdir(parents=True, exist_ok=True)
         init_ray(self.ray_address, self.num_cpus)
         p = self.prepare()
+        # OUT and OUT.work appear only now: a bad layout or catalog leaves nothing behind
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.work.mkdir(parents=True, exist_ok=True)
         states, rejects, by_split, tables, table_report, tasks = (
             p["states"], p["rejects"], p["by_split"], p["tables"], p["table_report"], p["tasks"])
         inputs = {name: dict(s.report) for name, s in states.items()}
@@ -205,12 +225,23 @@ class Builder:
         self._remove_stale(tasks)
         build = self._finish(summaries, inputs, rejects, table_report, time.time() - t0, len(tasks) - len(todo))
         crossed = {st: v for st, v in build["subtasks"].items() if v["gate"]["crossed"]}
-        if crossed:
-            lines = [f"  {st}: {v['rejected']} of {v['planned']} episodes rejected "
-                     f"({v['rejected'] / max(1, v['planned']):.1%} > max_reject_rate {v['gate']['max_reject_rate']:.1%})"
-                     for st, v in sorted(crossed.items())]
-            raise RejectGateError("reject-rate gate crossed (the dataset was written; see rejects.parquet):\n"
-                                  + "\n".join(lines))
+        gate = []
+        for st, v in sorted(crossed.items()):
+            gate.append(f"  {st}: {v['rejected']} of {v['planned']} episodes rejected "
+                        f"(max_reject_rate {v['gate']['max_reject_rate']:.1%})")
+            for sp in v["gate"]["splits_crossed"]:
+                x = v["splits"][sp]
+                gate.append(f"    {sp}: {x['rejected']} of {x['planned']} rejected, {x['episodes']} written")
+        gate_msg = "reject-rate gate crossed (see rejects.parquet):\n" + "\n".join(gate) if gate else ""
+        fallbacks = build["endpoint_fallbacks"]
+        if fallbacks and not self.allow_fallback:
+            # the cause first: a dead endpoint is usually why a gate was crossed too
+            raise EndpointFallbackError(
+                "an LLM or TTS endpoint failed past its retries (the dataset was written without it; "
+                "--allow-fallback accepts this):\n" + "\n".join(f"  {f}" for f in fallbacks)
+                + (f"\n{gate_msg}" if gate_msg else ""))
+        if gate_msg:
+            raise RejectGateError(gate_msg.replace("crossed (", "crossed (the dataset was written; ", 1))
         return build
 
     def _sources(self) -> dict[str, SourceState]:
@@ -281,7 +312,8 @@ class Builder:
 
         pool_refs: dict[tuple[str, str], object] = {}  # (source, split) -> ref, put once however many shards
         table_refs = {st: ray.put(tables[st]) for st in sorted({t.subtask for t in todo})}
-        remote = ray.remote(num_cpus=1, max_retries=0)(_run_shard_remote)
+        # system failures (a worker or node lost) are retried; a recipe's exception is not (RecipeCrash)
+        remote = ray.remote(num_cpus=1, max_retries=3)(_run_shard_remote)
         for t in todo:
             for p in sorted(t.pools):
                 key = (t.pools[p], t.split)
@@ -332,8 +364,10 @@ class Builder:
             st, split = s["task"]["subtask"], s["task"]["split"]
             info = subtasks.setdefault(st, {"ability": self.recipes[st].ability, "recipe_version": self.recipes[st].version,
                                             "planned": 0, "written": 0, "rejected": 0, "splits": {}})
-            sp = info["splits"].setdefault(split, {"episodes": 0, "hours": 0.0, "shards": 0})
+            sp = info["splits"].setdefault(split, {"episodes": 0, "planned": 0, "rejected": 0, "hours": 0.0, "shards": 0})
             sp["episodes"] += s["episodes"]
+            sp["planned"] += s["task"]["count"]
+            sp["rejected"] += len(s["rejects"])
             sp["hours"] += s["hours"]
             sp["shards"] += 1
             info["planned"] += s["task"]["count"]
@@ -345,12 +379,17 @@ class Builder:
             for k, vals in s.get("provenance", {}).items():
                 prov[k].update(vals)
         for st, info in subtasks.items():
+            # per split too: one clip that silences a whole split must not hide in a sub-task's average
             gate = self.catalog.subtasks[st].max_reject_rate
-            info["gate"] = {"max_reject_rate": gate, "crossed": info["rejected"] > gate * info["planned"]}
+            over = sorted(sp for sp, v in info["splits"].items()
+                          if v["rejected"] > gate * v["planned"] or (v["planned"] and not v["episodes"]))
+            info["gate"] = {"max_reject_rate": gate, "crossed": info["rejected"] > gate * info["planned"] or bool(over),
+                            "splits_crossed": over}
         for name, src in inputs.items():
             src["drawn"] = len(drawn.get(name, set()))
         rejects.sort(key=lambda r: (r["stage"], r["source"], r["item"]))
-        pq.write_table(pa.Table.from_pylist(rejects, REJECT_SCHEMA), self.out / "rejects.parquet")
+        _atomic(self.out / "rejects.parquet",
+                lambda tmp: pq.write_table(pa.Table.from_pylist(rejects, REJECT_SCHEMA), tmp))
         llm = self.llm
         build = {
             "format_version": FORMAT_VERSION, "toolkit_version": __version__,
@@ -364,17 +403,49 @@ class Builder:
             "rejects": {"total": len(rejects), "by_stage": _count(r["stage"] for r in rejects)},
             "languages": sorted(prov.pop("languages")),
             **{k: sorted(v) for k, v in prov.items()},
-            "llm": {"model": llm.config.model, "base_url": llm.config.base_url,
+            "llm": {"model": llm.config.model, "base_url": redact_url(llm.config.base_url),
                     "stages": self.usage.as_dict()} if llm else None,
             "tables": {st: {name: r["note"] for name, r in t.items()} for st, t in table_report.items()},
             "table_providers": table_report,
-            "tts_backend": {k: v for k, v in asdict(self.env.tts_config).items() if k in ("backend", "base_url", "model", "voice")},
+            "tts_backend": {k: redact_url(v) if k == "base_url" else v for k, v in asdict(self.env.tts_config).items()
+                            if k in ("backend", "base_url", "model", "voice")},
             "versions": _versions(),
             "run": {"elapsed_s": round(elapsed, 2), "shards": len(summaries), "shards_reused": reused},
+            "endpoint_fallbacks": [
+                *(f"source {name}: {src['endpoint_failures']} item(s) rejected because the endpoint did not answer"
+                  for name, src in sorted(inputs.items()) if src.get("endpoint_failures")),
+                *(f"sub-task {st}: table {name}: {r['note']}" for st, t in sorted(table_report.items())
+                  for name, r in t.items() if r["note"].startswith("offline table (LLM failed"))],
+            # what `validate` checks every shard file against
+            "shards": {str(Path(s["shard"]).relative_to(self.out)): s["sha256"] for s in summaries},
         }
-        (self.out / "build.json").write_text(json.dumps(build, indent=2, sort_keys=False) + "\n")
-        (self.out / "README.md").write_text(render_card(build))
+        _atomic(self.out / "build.json", lambda tmp: tmp.write_text(json.dumps(build, indent=2, sort_keys=False) + "\n"))
+        _atomic(self.out / "README.md", lambda tmp: tmp.write_text(render_card(build)))
         return build
+
+
+def _atomic(path: Path, write) -> None:
+    """Write ``path`` through a temp name unique to this process, then rename."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write(tmp)
+    tmp.replace(path)
+
+
+def redact_url(url: str | None) -> str | None:
+    """A URL fit to publish: no user:password@ and no secret-looking query values."""
+    if not url:
+        return url
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)[1] if "@" in parts.netloc else parts.netloc
+    if "@" in parts.netloc:
+        netloc = "***@" + netloc
+    query = urlencode([(k, "***" if SECRET_KEYS.search(k) else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)])
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+SECRET_KEYS = re.compile(r"key|token|secret|pass|auth|sig|credential", re.I)
 
 
 def _count(items) -> dict:

@@ -110,9 +110,14 @@ def load_catalog(path: str | Path) -> Catalog:
     if not path.is_file():
         raise CatalogError(f"catalog not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"{path}: not a text file (byte {exc.start} is not UTF-8); a catalog is YAML") from None
     except yaml.YAMLError as exc:
-        raise CatalogError(f"{path}: not valid YAML: {exc}") from None
+        raise CatalogError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(raw, dict):
+        raise CatalogError(f"{path}: a catalog is a YAML mapping (name, seed, sources, subtasks), "
+                           f"not {type(raw).__name__}")
     errors = sorted(jsonschema.Draft202012Validator(catalog_schema()).iter_errors(raw), key=lambda e: list(e.path))
     if errors:
         lines = [f"  at {'/'.join(map(str, e.path)) or '(top)'}: {e.message}" for e in errors]

@@ -229,4 +229,5 @@ def finished_summary(task: ShardTask) -> dict | None:
         return None
     if hashlib.sha256(out.read_bytes()).hexdigest() != s.get("sha256"):
         return None
-    return s
+    # an OUT that was moved (or copied) keeps its shards: the summary follows the files
+    return {**s, "shard": task.out_path, "task": asdict(task)}

@@ -171,12 +171,17 @@ class _Espeak:
 
 
 _ENGINE: _Espeak | None = None
+_ENGINE_LOCK = threading.Lock()
 
 
 def _engine() -> _Espeak:
+    """The process's one engine. Created under a lock: threads that asked at once (a server's
+    first burst of requests) once each initialised libespeak-ng, which corrupted its heap."""
     global _ENGINE
     if _ENGINE is None:
-        _ENGINE = _Espeak()
+        with _ENGINE_LOCK:
+            if _ENGINE is None:
+                _ENGINE = _Espeak()
     return _ENGINE
 
 
