@@ -6,6 +6,7 @@ for non-Python readers; tests/test_format.py keeps the two in sync.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -157,3 +158,19 @@ def hf_features():
     feats = datasets.Features.from_arrow_schema(EPISODE_SCHEMA)
     feats["audio"] = datasets.Audio(sampling_rate=SAMPLE_RATE)
     return feats
+
+
+HF_FEATURES_FILE = "episode.hf-features.json"
+
+
+def hf_features_data() -> dict:
+    """What `datasets` says of ``hf_features()``: its dict (shard metadata) and its YAML list
+    (the card). Written in schemas/ and read from there, so neither a build's driver nor its
+    workers import `datasets` (a second of CPU per process); tests/test_format.py keeps the
+    file equal to what the installed `datasets` computes."""
+    return json.loads((SCHEMAS_DIR / HF_FEATURES_FILE).read_text())
+
+
+def compute_hf_features_data() -> dict:
+    feats = hf_features()
+    return {"dict": feats.to_dict(), "yaml_list": feats._to_yaml_list()}

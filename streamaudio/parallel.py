@@ -47,7 +47,6 @@ def init_ray(address: str | None = None, num_cpus: int | None = None):
     by default, start a private local Ray: a build never joins a cluster it was not asked to
     (not the one the machine's last `ray start` recorded, not the one RAY_ADDRESS names)."""
     import ray
-    from ray.data import DataContext
 
     if not ray.is_initialized():
         kw = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
@@ -58,30 +57,41 @@ def init_ray(address: str | None = None, num_cpus: int | None = None):
         else:
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             ray.init(address="local", num_cpus=num_cpus, **kw)
-    logging.getLogger("ray.data").setLevel(logging.WARNING)  # per-dataset INFO lines; our bars report progress
-    ctx = DataContext.get_current()
-    ctx.enable_progress_bars = False  # our own bars report progress; Ray's per-operator bars are noise here
-    ctx.print_on_execution_start = False
     return ray
 
 
 def map_rows_with_actors(rows: pa.Table, worker_cls, ctor_kwargs: dict, result_schema: pa.Schema, *,
                          batch_size: int, actors: int | None = None, gpus_per_actor: float = 0.0,
                          on_batch: Callable[[pa.Table], None] | None = None) -> None:
-    """Run ``worker_cls(**ctor_kwargs)(batch) -> pa.Table`` over ``rows`` on Ray actors;
-    ``on_batch`` receives each result table as it completes (in any order)."""
+    """Run ``worker_cls(**ctor_kwargs)(batch) -> pa.Table`` over ``rows`` on a pool of Ray
+    actors (one model per actor, loaded once); ``on_batch`` receives each result table as it
+    completes (in any order). Plain actors, not Ray Data: its coordinator and stats actors
+    cost about 3 s of CPU per build for what a queue of batches does here."""
     import ray
+    from ray.util import ActorPool
 
     if rows.num_rows == 0:
         return
     cpus = int(ray.available_resources().get("CPU", 1)) or 1
-    n_actors = actors or (1 if gpus_per_actor else max(1, min(cpus, -(-rows.num_rows // batch_size))))
-    # blocks made here, not by a repartition: with every CPU held by an actor, a CPU
-    # task for repartitioning would wait forever
-    ds = ray.data.from_arrow([rows.slice(i, batch_size) for i in range(0, rows.num_rows, batch_size)])
-    res = {"num_gpus": gpus_per_actor} if gpus_per_actor else {"num_cpus": 1}
-    ds = ds.map_batches(worker_cls, fn_constructor_kwargs=ctor_kwargs, batch_format="pyarrow",
-                        batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=n_actors), **res)
-    for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-        if on_batch is not None:
-            on_batch(batch.cast(result_schema))
+    batches = [rows.slice(i, batch_size) for i in range(0, rows.num_rows, batch_size)]
+    n_actors = actors or (1 if gpus_per_actor else max(1, min(cpus, len(batches))))
+    res = {"num_gpus": gpus_per_actor, "num_cpus": 0} if gpus_per_actor else {"num_cpus": 1}
+    actor_cls = ray.remote(**res)(_BatchActor)
+    workers = [actor_cls.remote(worker_cls, ctor_kwargs) for _ in range(n_actors)]
+    try:
+        for out in ActorPool(workers).map_unordered(lambda a, b: a.run.remote(b), batches):
+            if on_batch is not None:
+                on_batch(out.cast(result_schema))
+    finally:
+        for a in workers:  # the models go with their actors: their CPUs (or GPUs) are free again
+            ray.kill(a)
+
+
+class _BatchActor:
+    """Holds one worker (an aligner, a recogniser) for the actor's life."""
+
+    def __init__(self, worker_cls, ctor_kwargs: dict):
+        self.worker = worker_cls(**ctor_kwargs)
+
+    def run(self, batch: pa.Table) -> pa.Table:
+        return self.worker(batch)

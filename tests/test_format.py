@@ -138,3 +138,10 @@ def test_a_partial_turn_may_end_at_a_word_and_a_prompt_only_turn_needs_no_eviden
     assert episode_violations(row) == []
     bare = {**row, "turns": [{**turn, "evidence": []}]}
     assert episode_violations(bare) and episode_violations({**bare, "system_prompt": "Say hello at once."}) == []
+
+
+def test_the_stored_hf_features_are_what_datasets_computes():
+    """Builds read the features from schemas/ instead of importing `datasets`; they must agree."""
+    from streamaudio.format import compute_hf_features_data, hf_features_data
+
+    assert hf_features_data() == json.loads(json.dumps(compute_hf_features_data()))

@@ -456,13 +456,12 @@ def _count(items) -> dict:
 
 
 def _versions() -> dict:
-    import datasets
-    import polars
-    import ray
+    from importlib.metadata import version  # not imports: `datasets` alone costs a second of CPU
+
     import soundfile
 
-    return {"python": platform.python_version(), "pyarrow": pa.__version__, "ray": ray.__version__,
-            "numpy": np.__version__, "datasets": datasets.__version__, "polars": polars.__version__,
+    return {"python": platform.python_version(), "pyarrow": pa.__version__, "ray": version("ray"),
+            "numpy": np.__version__, "datasets": version("datasets"), "polars": version("polars"),
             "soundfile": soundfile.__version__, "libsndfile": soundfile.__libsndfile_version__,
             "espeak-ng": shutil.which("espeak-ng") and "installed" or "missing"}
 

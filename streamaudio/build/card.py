@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import yaml
 
-from ..format import SPLITS, hf_features
+from ..format import SPLITS, hf_features_data
 
 
 def render_card(build: dict) -> str:
-    feats = hf_features()._to_yaml_list()
+    feats = hf_features_data()["yaml_list"]
     configs, infos = [], []
     for st in sorted(build["subtasks"]):
         info = build["subtasks"][st]

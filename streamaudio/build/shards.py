@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import __version__
-from ..format import CHUNK_S, EPISODE_SCHEMA, SAMPLE_RATE, hf_features
+from ..format import CHUNK_S, EPISODE_SCHEMA, SAMPLE_RATE, hf_features_data
 from ..plan import PlanContext, Pool, PoolData, episode_seed, load_recipes
 from ..plan.store import plan_from_dict, plan_json, plan_sha
 from ..plan.types import EpisodeRejected
@@ -99,7 +99,7 @@ class ShardTask:
 def shard_schema() -> pa.Schema:
     """The episode schema plus the `datasets` feature metadata (so `load_dataset('parquet', ...)`
     sees an Audio column even without the dataset card)."""
-    meta = {b"huggingface": json.dumps({"info": {"features": hf_features().to_dict()}}).encode()}
+    meta = {b"huggingface": json.dumps({"info": {"features": hf_features_data()["dict"]}}).encode()}
     return EPISODE_SCHEMA.with_metadata(meta)
 
 

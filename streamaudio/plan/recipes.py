@@ -168,6 +168,20 @@ def _module_name(path: Path, roots: dict[str, Path]) -> str | None:
     return None
 
 
+@lru_cache(maxsize=1024)
+def _imports(source: bytes) -> tuple:
+    """(level, module, names) of every import statement, functions' bodies included;
+    level -1 for ``import a.b``. Cached by content: a build fingerprints many recipes
+    whose closures share most files."""
+    out = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            out += [(-1, a.name, ()) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            out.append((node.level, node.module, tuple(a.name for a in node.names)))
+    return tuple(out)
+
+
 def import_closure(starts: list[Path], roots: dict[str, Path]) -> set[Path]:
     """Files of every module ``starts`` import, directly or not (imports inside functions
     too), among the packages in ``roots`` (top-level name -> folder); parents' __init__ included."""
@@ -184,20 +198,19 @@ def import_closure(starts: list[Path], roots: dict[str, Path]) -> set[Path]:
         # every package above a module runs its __init__ when the module is imported
         parts = me.split(".")
         names += [".".join(parts[:k]) for k in range(1, len(parts))]
-        for node in ast.walk(ast.parse(_source_bytes(path), filename=str(path))):
-            if isinstance(node, ast.Import):
-                for a in node.names:
-                    p = a.name.split(".")
-                    names += [".".join(p[:k]) for k in range(1, len(p) + 1)]
-            elif isinstance(node, ast.ImportFrom):
-                if node.level:
-                    pkg = me.split(".") if is_pkg else me.split(".")[:-1]
-                    pkg = pkg[: len(pkg) - (node.level - 1)]
-                    base = ".".join(pkg + ([node.module] if node.module else []))
-                else:
-                    base = node.module or ""
-                names.append(base)
-                names += [f"{base}.{a.name}" for a in node.names]
+        for level, module, imported in _imports(_source_bytes(path)):
+            if level == -1:  # `import a.b.c`
+                p = module.split(".")
+                names += [".".join(p[:k]) for k in range(1, len(p) + 1)]
+                continue
+            if level:
+                pkg = me.split(".") if is_pkg else me.split(".")[:-1]
+                pkg = pkg[: len(pkg) - (level - 1)]
+                base = ".".join(pkg + ([module] if module else []))
+            else:
+                base = module or ""
+            names.append(base)
+            names += [f"{base}.{a}" for a in imported]
         for n in names:
             f = _module_file(n, roots)
             if f is not None and f.resolve() not in seen:
