@@ -19,6 +19,8 @@ W=$(realpath -m "${1:-build/cluster-faults}")
 PORT=${PORT:-6391}
 TMP=$(mktemp -d /tmp/sa-cf.XXXXXX)   # short: Ray's socket paths live under its temp dirs
 export RAY_USAGE_STATS_ENABLED=0
+# a test cluster on loopback addresses: no token to hand from node to node
+export RAY_AUTH_MODE=${RAY_AUTH_MODE:-disabled}
 say() { printf '\n== %s\n' "$*"; }
 stop_cluster() { pkill -9 -f "$TMP" 2>/dev/null; sleep 1; }
 trap 'stop_cluster; rm -rf "$TMP"' EXIT
@@ -70,13 +72,14 @@ echo "cluster build: $((SECONDS - t0)) s"
 $PY - "$W/cluster/build.json" <<'PYW'
 import json, sys
 b = json.load(open(sys.argv[1]))
-print(f"cluster build: {b['episodes']['written']} episodes in {b['run']['shards']} shards")
+print(f"cluster build: {b['episodes']['written']} episodes in {b['run']['shards']} shards; shards per node: "
+      f"{b['run']['shards_by_node']}")
 PYW
 if diff <(hashes "$W/local") <(hashes "$W/cluster") >/dev/null; then same_cluster=yes; else same_cluster=no; fi
 echo "shards identical to the local build: $same_cluster"
 
 say "3. the second node's raylet killed mid-build"
-build "$W/fault" "$W/cache-cluster" --ray-address "127.0.0.1:$PORT" 2>"$W/fault.log" &
+build "$W/fault" "$W/cache-cluster" --ray-address "127.0.0.1:$PORT" >"$W/fault.out" 2>"$W/fault.log" &
 bpid=$!
 for _ in $(seq 1 600); do   # until a few shards are written (at most 60 s)
   n=$(find "$W/fault/data" -name '*.parquet' 2>/dev/null | wc -l)
@@ -88,6 +91,7 @@ echo "shards written when the node died: $n; killing raylet pid $victim (node 12
 kill -9 "$victim"
 wait "$bpid"; rc=$?
 echo "build exit code with the node lost: $rc"
+[ "$rc" -eq 0 ] && $PY -c "import json; b = json.load(open('$W/fault/build.json')); print('shards per node, as returned (Ray re-ran on the survivor every shard whose result the lost node held):', b['run']['shards_by_node'])"
 if [ "$rc" -ne 0 ]; then
   tail -3 "$W/fault.log"
   say "3b. resume on the surviving node"

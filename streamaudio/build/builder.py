@@ -109,8 +109,12 @@ def split_table(table: pa.Table, fractions: dict[str, float]) -> dict[str, pa.Ta
 
 
 def _run_shard_remote(task: dict, tables: dict, *pool_data):
+    import ray
+
     t = ShardTask(**task)
-    return run_shard(t, tables, dict(zip(sorted(t.pools), pool_data)))
+    summary = run_shard(t, tables, dict(zip(sorted(t.pools), pool_data)))
+    ctx = ray.get_runtime_context()
+    return {**summary, "node": ctx.get_node_id()[:12]}  # where it ran (not written to the summary file)
 
 
 class Builder:
@@ -410,7 +414,8 @@ class Builder:
             "tts_backend": {k: redact_url(v) if k == "base_url" else v for k, v in asdict(self.env.tts_config).items()
                             if k in ("backend", "base_url", "model", "voice")},
             "versions": _versions(),
-            "run": {"elapsed_s": round(elapsed, 2), "shards": len(summaries), "shards_reused": reused},
+            "run": {"elapsed_s": round(elapsed, 2), "shards": len(summaries), "shards_reused": reused,
+                    "shards_by_node": _count(s["node"] for s in summaries if s.get("node"))},
             "endpoint_fallbacks": [
                 *(f"source {name}: {src['endpoint_failures']} item(s) rejected because the endpoint did not answer"
                   for name, src in sorted(inputs.items()) if src.get("endpoint_failures")),
