@@ -221,6 +221,25 @@ def rerender(out: Path = typer.Argument(..., help="a built dataset folder (its O
 
 
 @app.command()
+def estimate(catalog: Path = typer.Argument(..., help="the catalog to estimate (e.g. a full-size one)"),
+             from_build: Path = typer.Option(..., "--from", help="a finished build (its folder or build.json) to take rates from"),
+             source_clips: list[str] = typer.Option([], help="NAME=N: a source's size, where the reference's is not it"),
+             ctc_gpu_realtime: Optional[float] = typer.Option(None, help="CTC alignment speed on your GPU: audio seconds per GPU second"),
+             as_json: bool = typer.Option(False, "--json", help="print JSON")):
+    """Hours, episodes, storage, CPU core-hours and GPU-hours of a build, scaled from a measured one."""
+    from .build.catalog import CatalogError
+    from .build.estimate import EstimateError, estimate as run_estimate, format_estimate
+
+    try:
+        sizes = {k: int(v) for k, v in (x.split("=", 1) for x in source_clips)}
+        e = run_estimate(catalog, from_build, sizes, ctc_gpu_realtime)
+    except (CatalogError, EstimateError, ValueError) as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2)
+    print(json.dumps(e, indent=2) if as_json else format_estimate(e))
+
+
+@app.command()
 def corpora():
     """List the registered corpus adapters: name, kind, layout."""
     from .sources import ADAPTERS

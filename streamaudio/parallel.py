@@ -12,6 +12,14 @@ import pyarrow as pa
 CONNECT_TIMEOUT_S = 10.0
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of the children it has waited for (forked synthesis)."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 class RayConnectError(RuntimeError):
     """The Ray cluster asked for cannot be reached (the message says where and what to do)."""
 
@@ -62,36 +70,47 @@ def init_ray(address: str | None = None, num_cpus: int | None = None):
 
 def map_rows_with_actors(rows: pa.Table, worker_cls, ctor_kwargs: dict, result_schema: pa.Schema, *,
                          batch_size: int, actors: int | None = None, gpus_per_actor: float = 0.0,
-                         on_batch: Callable[[pa.Table], None] | None = None) -> None:
+                         on_batch: Callable[[pa.Table], None] | None = None) -> float:
     """Run ``worker_cls(**ctor_kwargs)(batch) -> pa.Table`` over ``rows`` on a pool of Ray
     actors (one model per actor, loaded once); ``on_batch`` receives each result table as it
-    completes (in any order). Plain actors, not Ray Data: its coordinator and stats actors
+    completes (in any order). Returns the CPU seconds the actors spent. Plain actors, not Ray Data: its coordinator and stats actors
     cost about 3 s of CPU per build for what a queue of batches does here."""
     import ray
     from ray.util import ActorPool
 
     if rows.num_rows == 0:
-        return
+        return 0.0
     cpus = int(ray.available_resources().get("CPU", 1)) or 1
     batches = [rows.slice(i, batch_size) for i in range(0, rows.num_rows, batch_size)]
     n_actors = actors or (1 if gpus_per_actor else max(1, min(cpus, len(batches))))
     res = {"num_gpus": gpus_per_actor, "num_cpus": 0} if gpus_per_actor else {"num_cpus": 1}
     actor_cls = ray.remote(**res)(_BatchActor)
     workers = [actor_cls.remote(worker_cls, ctor_kwargs) for _ in range(n_actors)]
+    spent = 0.0
     try:
-        for out in ActorPool(workers).map_unordered(lambda a, b: a.run.remote(b), batches):
+        for out, cpu in ActorPool(workers).map_unordered(lambda a, b: a.run.remote(b), batches):
+            spent += cpu
             if on_batch is not None:
                 on_batch(out.cast(result_schema))
+        spent += sum(ray.get([a.setup_cpu.remote() for a in workers]))
     finally:
         for a in workers:  # the models go with their actors: their CPUs (or GPUs) are free again
             ray.kill(a)
+    return spent
 
 
 class _BatchActor:
     """Holds one worker (an aligner, a recogniser) for the actor's life."""
 
     def __init__(self, worker_cls, ctor_kwargs: dict):
+        c0 = cpu_seconds()
         self.worker = worker_cls(**ctor_kwargs)
+        self._setup = cpu_seconds() - c0
 
-    def run(self, batch: pa.Table) -> pa.Table:
-        return self.worker(batch)
+    def setup_cpu(self) -> float:
+        return self._setup
+
+    def run(self, batch: pa.Table) -> tuple[pa.Table, float]:
+        c0 = cpu_seconds()
+        out = self.worker(batch)
+        return out, cpu_seconds() - c0

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,7 @@ class SourceState:
     rejects: list[dict] = field(default_factory=list)
     hints: dict = field(default_factory=dict)  # facts one stage leaves for a later one
     transient: int = 0  # failures a rebuild should retry: the output is not cached
+    remote_cpu_s: float = 0.0  # CPU seconds a stage's Ray tasks and actors spent (they add it here)
 
     def reject(self, stage: str, item: str, reason: str) -> None:
         self.rejects.append({"stage": stage, "source": self.name, "item": item,
@@ -185,7 +187,19 @@ def run_source_stages(state: SourceState, env: BuildEnv) -> SourceState:
         else:
             before = len(state.rejects)
             state.transient = 0
+            rows_in = state.table.num_rows if state.table is not None else 0
+            audio_in = _audio_s(state.table)
+            state.remote_cpu_s = 0.0
+            c0, w0 = time.process_time(), time.perf_counter()
             stage.run(state, env)
+            # what it cost, for `streamaudio estimate`: CPU here and in Ray, per item and audio hour
+            state.report.setdefault("stage_costs", {})[stage.name] = {
+                "cpu_s": round(time.process_time() - c0 + state.remote_cpu_s, 3),
+                "wall_s": round(time.perf_counter() - w0, 3),
+                # the scan's input is every item it saw, and their audio what it kept
+                "rows_in": rows_in or state.report.get("seen", 0),
+                "audio_s_in": round(audio_in or _audio_s(state.table), 2),
+                "rows_out": state.table.num_rows if state.table is not None else 0}
             if state.transient:  # an endpoint that failed past its retries: the build says so at the end
                 state.report["endpoint_failures"] = state.report.get("endpoint_failures", 0) + state.transient
             if state.table is None:
@@ -201,6 +215,14 @@ def run_source_stages(state: SourceState, env: BuildEnv) -> SourceState:
                              f"used {used}, rejected {rejected}, reject rows {len(state.rejects)}")
     state.report["stages_reused"] = reused
     return state
+
+
+def _audio_s(table: pa.Table | None) -> float:
+    if table is None or table.num_rows == 0:
+        return 0.0
+    import pyarrow.compute as pc
+
+    return float(pc.sum(table["duration_s"]).as_py() or 0.0)
 
 
 def _account(state: SourceState) -> None:

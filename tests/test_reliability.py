@@ -199,3 +199,32 @@ def test_validate_reports_a_damaged_shard_and_goes_on(built, tmp_path):
     assert all(p.startswith("build.json: says") or "has no episode" in p for p in others), others
     v = cli("validate", out)
     assert v.returncode == 1 and "Traceback" not in v.stderr
+
+
+# ---------------------------------------------------------------- scale: estimate a full build from a measured one
+def test_estimate_scales_the_measured_rates(built, tmp_path):
+    from streamaudio.build.estimate import estimate
+
+    ref = json.loads((built["one"] / "build.json").read_text())
+    cat = yaml.safe_load(built["catalog"].read_text())
+    for spec in cat["subtasks"].values():
+        spec["count"] *= 100
+    cat["subtasks"]["instr_spoken"] = {"count": 5, "pools": {"speech": "librispeech"}}  # never built: no rate
+    (tmp_path / "big.yaml").write_text(yaml.safe_dump(cat))
+    e = estimate(tmp_path / "big.yaml", built["one"], {"librispeech": 10 * ref["inputs"]["librispeech"]["seen"]})
+    for st, v in e["subtasks"].items():
+        m = ref["subtasks"][st]
+        hours = sum(s["hours"] for s in m["splits"].values())
+        assert v["episodes"] == 100 * m["planned"]
+        assert v["hours"] == pytest.approx(100 * hours * m["planned"] / m["written"])
+        assert v["storage_gb"] == pytest.approx(v["hours"] / hours * m["bytes"] / 1e9)
+        assert v["render_core_h"] == pytest.approx(v["hours"] * m["render_cpu_per_audio_s"]) and v["render_core_h"] > 0
+    assert e["not_estimated"] == ["sub-task instr_spoken: no measured episodes in the reference build"]
+    align = ref["inputs"]["librispeech"]["stage_costs"]["align"]
+    assert align["cpu_s"] > 0 and align["rows_in"] > 0
+    assert e["sources"]["librispeech"]["stages"]["align"]["core_h"] == pytest.approx(10 * align["cpu_s"] / 3600, rel=1e-6)
+    tts = ref["inputs"]["ultrachat"]["stage_costs"]["tts"]
+    assert tts["cpu_s"] > 0 and tts["rows_in"] > 0  # measured in the workers, forked engines included
+    assert e["sources"]["ultrachat"]["stages"]["tts"]["core_h"] == pytest.approx(tts["cpu_s"] / 3600, rel=1e-6)
+    out = cli("estimate", tmp_path / "big.yaml", "--from", built["one"], "--source-clips", "librispeech=1000")
+    assert out.returncode == 0 and "| asr_utterance |" in out.stdout and "not estimated: sub-task instr_spoken" in out.stdout

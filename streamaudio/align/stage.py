@@ -131,13 +131,13 @@ def _fail(row: dict, reason: str) -> dict:
 
 def run_alignment(rows: pa.Table, backend: str, *, model_dir: str | None = None, cache_dir: str | None = None,
                   actors: int | None = None, gpus_per_actor: float = 0.0, batch_size: int | None = None,
-                  on_batch=None) -> None:
+                  on_batch=None) -> float:
     """Align ``rows`` (needs id, path, offset_s, duration_s, sample_rate, text, language) on Ray;
     ``on_batch(result_table)`` receives results as they complete (in any order)."""
     # similar durations in one batch: the ctc backend pads to the longest item
     rows = rows.sort_by([("duration_s", "ascending"), ("id", "ascending")])
     cols = rows.select(["id", "path", "offset_s", "duration_s", "sample_rate", "text", "language"])
-    map_rows_with_actors(cols, AlignWorker, {"backend": backend, "model_dir": model_dir, "cache_dir": cache_dir},
+    return map_rows_with_actors(cols, AlignWorker, {"backend": backend, "model_dir": model_dir, "cache_dir": cache_dir},
                          RESULT_SCHEMA, batch_size=batch_size or (64 if backend == "ctc" else 8), actors=actors,
                          gpus_per_actor=gpus_per_actor, on_batch=on_batch)
 
@@ -276,7 +276,7 @@ class Align(SourceStage):
         need = speech.filter(pc.equal(pc.list_value_length(speech["words"]), 0))
         results: dict[str, dict] = {}
         with progress_bar(f"align {state.name}", need.num_rows, env.show_progress) as advance:
-            run_alignment(need, cfg["backend"], model_dir=cfg.get("model_dir"), cache_dir=str(env.cache_dir),
+            state.remote_cpu_s += run_alignment(need, cfg["backend"], model_dir=cfg.get("model_dir"), cache_dir=str(env.cache_dir),
                           actors=cfg.get("actors"), gpus_per_actor=cfg.get("gpus_per_actor", 0.0),
                           on_batch=collect_by_id(results, advance))
         rows = []

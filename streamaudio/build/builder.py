@@ -367,7 +367,10 @@ class Builder:
         for s in summaries:
             st, split = s["task"]["subtask"], s["task"]["split"]
             info = subtasks.setdefault(st, {"ability": self.recipes[st].ability, "recipe_version": self.recipes[st].version,
-                                            "planned": 0, "written": 0, "rejected": 0, "splits": {}})
+                                            "planned": 0, "written": 0, "rejected": 0, "bytes": 0, "cpu_s": 0.0,
+                                            "splits": {}})
+            info["bytes"] += s.get("bytes", 0)  # shard bytes and render CPU: the rates `estimate` scales
+            info["cpu_s"] = round(info["cpu_s"] + s.get("cpu_s", 0.0), 3)
             sp = info["splits"].setdefault(split, {"episodes": 0, "planned": 0, "rejected": 0, "hours": 0.0, "shards": 0})
             sp["episodes"] += s["episodes"]
             sp["planned"] += s["task"]["count"]
@@ -382,6 +385,12 @@ class Builder:
                 drawn.setdefault(source, set()).update(ids)
             for k, vals in s.get("provenance", {}).items():
                 prov[k].update(vals)
+        for st, info in subtasks.items():
+            # render CPU per second of audio, the median over shards: a worker's first shard also pays
+            # its one-off set-up, which a small build would otherwise spread over every episode
+            rates = sorted(s["cpu_s"] / (s["hours"] * 3600) for s in summaries
+                           if s["task"]["subtask"] == st and s.get("cpu_s") and s["hours"])
+            info["render_cpu_per_audio_s"] = round(rates[len(rates) // 2], 6) if rates else None
         for st, info in subtasks.items():
             # per split too: one clip that silences a whole split must not hide in a sub-task's average
             gate = self.catalog.subtasks[st].max_reject_rate

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 import traceback
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
@@ -160,6 +161,7 @@ def run_shard(task: ShardTask, tables: dict, pool_data: dict[str, PoolData]) -> 
     pools = {p: _pool(task.pool_keys[p], f"{task.pools[p]}/{task.split}", d) for p, d in pool_data.items()}
     for pool in pools.values():
         pool.handed.clear()
+    c0 = time.process_time()  # the episodes' cost, not the process's one-off set-up
     rows, plans, rejects, clips = [], [], [], {}
     prov: dict[str, set] = {"text_writer": set(), "tts": set(), "aligner": set(), "languages": set()}
     hours = 0.0
@@ -206,6 +208,7 @@ def run_shard(task: ShardTask, tables: dict, pool_data: dict[str, PoolData]) -> 
         "task": asdict(task), "shard": str(out), "sha256": digest, "episodes": len(rows),
         "hours": hours, "rejects": rejects, "clips": {k: sorted(v) for k, v in clips.items()},
         "fingerprint": task.fingerprint, "provenance": {k: sorted(v) for k, v in prov.items()},
+        "bytes": out.stat().st_size, "cpu_s": round(time.process_time() - c0, 3),
     }
     sp = Path(task.summary_path)
     sp.parent.mkdir(parents=True, exist_ok=True)

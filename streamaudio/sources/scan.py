@@ -8,6 +8,7 @@ unchanged corpus.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,9 @@ from .base import CLIP_SCHEMA, LayoutError, Reject, get_adapter, listing_key
 UNITS_PER_TASK_TARGET = 4  # tasks per CPU: enough to balance uneven units, few enough to stay cheap
 
 
-def scan_units(corpus: str, root: str, options: dict, units: list[Any]) -> tuple[pa.Table, list[dict]]:
-    """Rows and rejects (stage, item, reason) of some units, in order."""
+def scan_units(corpus: str, root: str, options: dict, units: list[Any]) -> tuple[pa.Table, list[dict], float]:
+    """Rows and rejects (stage, item, reason) of some units, in order, and the CPU seconds it took."""
+    c0 = time.process_time()
     adapter = get_adapter(corpus)
     rows, rejects = [], []
     for unit in units:
@@ -30,11 +32,13 @@ def scan_units(corpus: str, root: str, options: dict, units: list[Any]) -> tuple
                 rejects.append({"stage": item.stage, "item": item.item, "reason": item.reason})
             else:
                 rows.append(item)
-    return pa.Table.from_pylist(rows, CLIP_SCHEMA), rejects
+    return pa.Table.from_pylist(rows, CLIP_SCHEMA), rejects, time.process_time() - c0
 
 
-def scan(corpus: str, root: Path, options: dict, *, use_ray: bool, progress=None) -> tuple[pa.Table, list[dict]]:
-    """The whole corpus: its units as Ray tasks (``use_ray``: Ray must be initialised) or here."""
+def scan(corpus: str, root: Path, options: dict, *, use_ray: bool, progress=None,
+         cpu: list | None = None) -> tuple[pa.Table, list[dict]]:
+    """The whole corpus: its units as Ray tasks (``use_ray``: Ray must be initialised) or here.
+    The CPU seconds the units took are appended to ``cpu``."""
     adapter = get_adapter(corpus)
     root = Path(root)
     if not root.exists():
@@ -42,7 +46,9 @@ def scan(corpus: str, root: Path, options: dict, *, use_ray: bool, progress=None
     adapter.check_layout(root, options)
     units = adapter.units(root, options)
     if not use_ray or len(units) <= 1:
-        table, rejects = scan_units(corpus, str(root), options, units)
+        table, rejects, spent = scan_units(corpus, str(root), options, units)
+        if cpu is not None:
+            cpu.append(spent)
         if progress:
             progress(len(units))
         return table, rejects
@@ -64,7 +70,9 @@ def scan(corpus: str, root: Path, options: dict, *, use_ray: bool, progress=None
                 progress(len(batches[refs.index(ref)]))
     tables, rejects = [], []
     for ref in refs:  # unit order, whatever order the tasks finished in
-        t, r = results[ref]
+        t, r, spent = results[ref]
+        if cpu is not None:
+            cpu.append(spent)
         tables.append(t)
         rejects += r
     return pa.concat_tables(tables).combine_chunks(), rejects
@@ -91,8 +99,10 @@ class Scan(SourceStage):
         with progress_bar(f"scan {state.name}", None, env.show_progress) as advance:
             if env.use_ray:
                 env.ray()
+            spent: list[float] = []
             table, rejects = scan(adapter.corpus, state.spec.root, state.spec.options, use_ray=env.use_ray,
-                                  progress=advance)
+                                  progress=advance, cpu=spent)
+            state.remote_cpu_s += sum(spent)
         state.table = table
         for r in rejects:
             state.reject(r["stage"], r["item"], r["reason"])

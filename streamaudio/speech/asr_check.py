@@ -76,9 +76,10 @@ class AsrCheckWorker:
         return pa.Table.from_pylist(out, RESULT_SCHEMA)
 
 
-def run_asr_check(rows: pa.Table, on_batch=None, actors: int | None = None) -> None:
+def run_asr_check(rows: pa.Table, on_batch=None, actors: int | None = None) -> float:
+    """Decode on Ray actors; returns the CPU seconds they spent."""
     cols = rows.select(["id", "path", "offset_s", "duration_s", "sample_rate", "text", "language"])
-    map_rows_with_actors(cols, AsrCheckWorker, {}, RESULT_SCHEMA, batch_size=8, actors=actors, on_batch=on_batch)
+    return map_rows_with_actors(cols, AsrCheckWorker, {}, RESULT_SCHEMA, batch_size=8, actors=actors, on_batch=on_batch)
 
 
 def check_manifest(in_path: Path, out_path: Path, progress=None) -> dict:

@@ -92,10 +92,13 @@ def _with_spoken(row: dict, spoken: str, writer: str) -> dict:
 
 
 def _speak_batch(rows: list[dict], tts_config, cache_dir: str, max_words: int) -> list[dict]:
+    """Speak some rows; the last item is {"cpu_s": ...} (this process and its forked engines)."""
+    from ..parallel import cpu_seconds
     from ..text.llm import LLMError
     from .spoken import speak_row
     from .tts import make_tts
 
+    c0 = cpu_seconds()
     tts = make_tts(tts_config)
     out = []
     for row in rows:
@@ -104,7 +107,7 @@ def _speak_batch(rows: list[dict], tts_config, cache_dir: str, max_words: int) -
         except Exception as exc:  # one utterance's failure is that row's reject, never the build's
             out.append({"reject": {"item": row["id"], "transient": bool(isinstance(exc, LLMError) and exc.transient),
                                    "reason": f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"}})
-    return out
+    return out + [{"cpu_s": cpu_seconds() - c0}]
 
 
 @register_stage
@@ -143,6 +146,9 @@ class Speak(SourceStage):
         with progress_bar(f"speak {state.name}", len(rows), env.show_progress) as advance:
             for items in results:
                 for item in items:
+                    if "cpu_s" in item:
+                        state.remote_cpu_s += item["cpu_s"]
+                        continue
                     if "row" in item:
                         out.append(item["row"])
                     else:
@@ -190,7 +196,7 @@ class AsrCheck(SourceStage):
         speech = speech_with_text(table)
         results: dict[str, dict] = {}
         with progress_bar(f"asr-check {state.name}", speech.num_rows, env.show_progress) as advance:
-            run_asr_check(speech, on_batch=collect_by_id(results, advance))
+            state.remote_cpu_s += run_asr_check(speech, on_batch=collect_by_id(results, advance))
         keep = []
         for cid in table.column("id").to_pylist():
             res = results.get(cid)
