@@ -39,6 +39,7 @@ test: setup
 
 bench: setup
 	$(PY) benchmarks/bench_render.py
+	$(PY) benchmarks/bench_build.py
 	$(PY) benchmarks/bench_pools.py
 	$(PY) benchmarks/bench_align.py
 	$(PY) benchmarks/bench_llm.py
