@@ -99,3 +99,21 @@ def pool_for(spec) -> str:
         if kind in spec.kinds and set(spec.requires) <= facts:
             return name
     raise LookupError(f"no fixture pool gives {spec}: add one to tests/conftest.py FIXTURE_POOLS")
+
+
+# A throwaway recipe (instr_spoken) that fails where {condition} holds, with {raise_}: a
+# PlanError (a reject) or any other exception (a bug that must stop the build).
+FAILING_RECIPE = '''
+from streamaudio.plan import EpisodePlan, PlanError, PoolSpec, Recipe, SegmentPlan, TurnPlan
+
+def plan(ctx):
+    if {condition}:
+        {raise_}
+    clip = ctx.pools["speech"].choice(ctx.rng)
+    seg = SegmentPlan(clip=clip, start_s=0.4, kind="speech", role="user")
+    return EpisodePlan(segments=[seg], turns=[TurnPlan(trigger_s=0.4 + clip["duration_s"], kind="respond",
+                                                       text="ok", evidence=[seg])])
+
+RECIPE = Recipe(subtask="instr_spoken", ability="instruction_following", version="1",
+                pools={{"speech": PoolSpec("speech")}}, plan=plan, description="test recipe")
+'''

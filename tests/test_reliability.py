@@ -12,22 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import FAILING_RECIPE, REPO
 
-CRASHY = '''
-from streamaudio.plan import EpisodePlan, PlanError, PoolSpec, Recipe, SegmentPlan, TurnPlan
-
-def plan(ctx):
-    if {condition}:
-        raise PlanError("nothing fits in this split")
-    clip = ctx.pools["speech"].choice(ctx.rng)
-    seg = SegmentPlan(clip=clip, start_s=0.4, kind="speech", role="user")
-    return EpisodePlan(segments=[seg], turns=[TurnPlan(trigger_s=0.4 + clip["duration_s"], kind="respond",
-                                                       text="ok", evidence=[seg])])
-
-RECIPE = Recipe(subtask="instr_spoken", ability="instruction_following", version="1",
-                pools={{"speech": PoolSpec("speech")}}, plan=plan, description="test recipe")
-'''
 
 
 def small_catalog(tmp: Path, fixture_root: Path, subtasks: dict | None = None, **top) -> Path:
@@ -83,7 +69,8 @@ def test_a_busy_out_is_refused_and_a_dead_builds_lock_is_not(tmp_path, fixture_r
 def test_a_split_that_loses_its_episodes_fails_the_build_and_validate_says_so(tmp_path, fixture_root):
     d = tmp_path / "rec"
     d.mkdir()
-    (d / "instr_spoken.py").write_text(CRASHY.format(condition='ctx.split == "validation"'))
+    (d / "instr_spoken.py").write_text(FAILING_RECIPE.format(condition='ctx.split == "validation"',
+                                                              raise_='raise PlanError("nothing fits in this split")'))
     subtasks = {"instr_spoken": {"count": 40, "pools": {"speech": "librispeech"}}}
     # 2 of 40 episodes (5%) are rejected: within a 5% gate for the sub-task, but all of its validation split
     cat = small_catalog(tmp_path, fixture_root, subtasks, recipe_dirs=[str(d)],

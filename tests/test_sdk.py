@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import REPO, demo_catalog, run_build
+from conftest import FAILING_RECIPE, REPO, demo_catalog, run_build
 
 RECIPE = '''
 """instr_text_prompt: a text system instruction sets the task; one utterance; the reply
@@ -146,27 +146,13 @@ def test_editing_render_code_invalidates_every_shard(built, monkeypatch):
             assert stale == affected and kept == {t.subtask for t in tasks} - affected, module
 
 
-CRASHY = '''
-from streamaudio.plan import EpisodePlan, PlanError, PoolSpec, Recipe, SegmentPlan, TurnPlan
-
-def plan(ctx):
-    n = int(ctx.episode_id.rsplit("-", 1)[1])
-    if n == {bad}:
-        {raise_}
-    clip = ctx.pools["speech"].choice(ctx.rng)
-    seg = SegmentPlan(clip=clip, start_s=0.4, kind="speech", role="user")
-    return EpisodePlan(segments=[seg], turns=[TurnPlan(trigger_s=0.4 + clip["duration_s"], kind="respond",
-                                                       text="ok", evidence=[seg])])
-
-RECIPE = Recipe(subtask="instr_spoken", ability="instruction_following", version="1",
-                pools={{"speech": PoolSpec("speech")}}, plan=plan, description="test recipe")
-'''
 
 
 def _crash_build(tmp_path, fixture_root, raise_, **top):
     d = tmp_path / "crashy"
     d.mkdir()
-    (d / "instr_spoken.py").write_text(CRASHY.format(bad=2, raise_=raise_))
+    (d / "instr_spoken.py").write_text(FAILING_RECIPE.format(condition='ctx.episode_id.endswith("-000002")',
+                                                              raise_=raise_))
     cat = sdk_catalog(tmp_path, fixture_root, d, {"instr_spoken": {"count": 4, "pools": {"speech": "librispeech"}}}, **top)
     return subprocess.run([sys.executable, "-m", "streamaudio", "build", "--catalog", str(cat), "--out", str(tmp_path / "o"),
                            "--num-cpus", "1", "--no-progress"], capture_output=True, text=True)
