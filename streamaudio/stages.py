@@ -112,7 +112,7 @@ def ordered_stages() -> list[SourceStage]:
 
 def static_kind(spec, adapter) -> tuple[str, set[str]]:
     """(kind, facts) of a source's rows after every stage that its catalog entry turns on."""
-    kind, provides = adapter.kind, set(adapter.provides)
+    kind, provides = adapter.kind_for(spec.options), set(adapter.provides_for(spec.options))
     for stage in ordered_stages():
         if stage.config_key is None or stage.config(spec) is not None:
             kind, provides = stage.static_effect(spec, kind, provides)

@@ -17,15 +17,17 @@ def scan(corpus, root, tmp_path, **options):
 
 
 def test_every_registered_adapter_has_a_fixture_writer():
+    from streamaudio.sources.base import ANY_KIND, CLIP_KINDS
+
     assert ADAPTERS.names() == FIXTURES.names()
     for name, cls in ADAPTERS.items():
-        assert cls.corpus == name and cls.kind in ("speech", "sound", "music", "noise", "text") and cls.expected_layout
+        assert cls.corpus == name and cls.kind in (*CLIP_KINDS, ANY_KIND) and cls.expected_layout and cls.license
 
 
 @pytest.mark.parametrize("corpus", ADAPTERS.names())
 def test_every_input_is_used_or_rejected_with_its_reason(corpus, fixture_root, tmp_path):
     truth = json.loads((fixture_root / "_truth" / "faults.json").read_text())[corpus]
-    res = scan(corpus, fixture_root / truth["root"], tmp_path)
+    res = scan(corpus, fixture_root / truth["root"], tmp_path, **truth.get("options", {}))
     rows = pq.read_table(res.path).to_pylist()
     assert len(rows) == res.used == truth["good"]
     assert res.seen == res.used + res.rejected == truth["good"] + len(truth["rejects"])
@@ -35,6 +37,20 @@ def test_every_input_is_used_or_rejected_with_its_reason(corpus, fixture_root, t
         assert any(w in got[item] for w in REASONS[kind]), (item, got[item])
     assert all(r["stage"] == "source" for r in res.rejects)
     assert len({r["id"] for r in rows}) == len(rows)
+    # rows against the fixture's ground truth
+    by_id = {r["id"]: r for r in rows}
+    for cid, want in truth.get("expect", {}).items():
+        assert cid in by_id, f"{cid} missing from the manifest"
+        for col, value in want.items():
+            got = by_id[cid][col]
+            if isinstance(value, float):
+                assert got == pytest.approx(value, abs=1e-3), (cid, col, got, value)
+            else:
+                assert got == value, (cid, col, got, value)
+    for r in rows:  # what every adapter's rows must be
+        assert r["kind"] == get_adapter(corpus).kind_for(truth.get("options", {}))
+        assert r["split_group"] and r["license"] and r["corpus"] == corpus and r["id"].startswith(f"{corpus}:")
+        assert r["kind"] == "text" or (r["duration_s"] > 0 and r["sample_rate"] > 0 and Path(r["path"]).is_file())
 
 
 def test_ray_scan_equals_the_serial_scan(fixture_root, tmp_path, monkeypatch):
@@ -51,8 +67,9 @@ def test_ray_scan_equals_the_serial_scan(fixture_root, tmp_path, monkeypatch):
     try:
         for corpus in ADAPTERS.names():
             root = fixture_root / truths[corpus]["root"]
-            serial = scan(corpus, root, tmp_path)
-            table, rejects = scan_mod.scan(corpus, root, {}, use_ray=True)
+            options = truths[corpus].get("options", {})
+            serial = scan(corpus, root, tmp_path, **options)
+            table, rejects = scan_mod.scan(corpus, root, options, use_ray=True)
             assert table.equals(pq.read_table(serial.path)), corpus
             assert [r["item"] for r in rejects] == [r["item"] for r in serial.rejects], corpus
     finally:

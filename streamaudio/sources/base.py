@@ -57,9 +57,17 @@ CLIP_SCHEMA = pa.schema(
         pa.field("active_end_s", pa.float64()),
         # the source's own reply for text sources (chat); "" otherwise
         pa.field("response", pa.string()),
+        # dialogues (multi-turn text sources): one row per turn, in order; "" / -1 otherwise
+        pa.field("dialogue", pa.string()),
+        pa.field("turn", pa.int32()),
+        # speech translation (CoVoST 2): the text in another language; "" otherwise
+        pa.field("translation", pa.string()),
+        pa.field("translation_language", pa.string()),
         pa.field("attrs", pa.string()),  # JSON object of corpus-specific facts ("{}" if none)
     ]
 )
+CLIP_KINDS = ("speech", "sound", "music", "noise", "text", "rir")
+ANY_KIND = "any"  # a generic adapter (audiofolder, hf, lhotse): the catalog's options say the kind
 
 REJECT_SCHEMA = pa.schema(
     [
@@ -92,7 +100,8 @@ def clip_row(**kw) -> dict:
         "id": "", "corpus": "", "kind": "", "path": "", "offset_s": 0.0, "duration_s": 0.0,
         "sample_rate": 0, "language": "", "text": "", "text_by": "", "speaker": "", "labels": [], "caption": "",
         "license": "", "split_group": "", "words": [], "words_by": "", "active_start_s": -1.0, "active_end_s": -1.0,
-        "response": "", "attrs": "{}",
+        "response": "", "dialogue": "", "turn": -1, "translation": "", "translation_language": "",
+        "attrs": "{}",
     }
     unknown = set(kw) - set(row)
     if unknown:
@@ -209,11 +218,18 @@ class Adapter:
     implement ``check_layout``, ``units`` and ``scan_unit``."""
 
     corpus: str = ""  # the name catalogs use (``corpus: librispeech``)
-    kind: str = ""  # what its rows are: speech, sound, music, noise or text
+    kind: str = ""  # what its rows are: one of CLIP_KINDS (speech, sound, music, noise, text, rir)
     license: str = ""
     expected_layout: str = ""  # shown in every layout error
     version: str = "1"  # bump when the rows an adapter writes change: cached manifests are rebuilt
     provides: frozenset[str] = frozenset()  # row facts recipes may require: text, words, labels, response, ...
+
+    def kind_for(self, options: dict) -> str:
+        """The kind of rows with these catalog options (generic adapters: from an option)."""
+        return self.kind
+
+    def provides_for(self, options: dict) -> frozenset[str]:
+        return self.provides
 
     def check_layout(self, root: Path, options: dict) -> None:
         """Raise LayoutError (naming expected_layout) when ``root`` is not this corpus."""

@@ -108,4 +108,5 @@ class Scan(SourceStage):
             state.reject(r["stage"], r["item"], r["reason"])
         state.report.update({"corpus": adapter.corpus, "root": str(state.spec.root), "seen": table.num_rows + len(rejects),
                              "license": adapter.license})
-        state.kind, state.provides = adapter.kind, set(adapter.provides)
+        state.kind = adapter.kind_for(state.spec.options)
+        state.provides = set(adapter.provides_for(state.spec.options))
