@@ -95,6 +95,18 @@ def test_audioset_active_span_finds_the_event(fixture_root, tmp_path):
         assert ev["offset_s"] - 0.5 <= r["active_end_s"] <= ev["offset_s"] + 0.03, (ev, r["active_end_s"])
 
 
+@pytest.mark.parametrize("corpus", ADAPTERS.names())
+def test_a_folder_that_is_not_the_corpus_is_refused(corpus, tmp_path):
+    """Every adapter, pointed at a folder that holds something else, says which layout it expected."""
+    stray = tmp_path / "not-a-corpus"
+    (stray / "sub").mkdir(parents=True)
+    (stray / "sub" / "notes.txt").write_text("nothing here is a corpus\n")
+    (stray / "readme.md").write_text("# hello\n")
+    with pytest.raises(LayoutError) as exc:
+        scan(corpus, stray, tmp_path)
+    assert "Expected layout" in str(exc.value)
+
+
 def test_wrong_layout_fails_fast_naming_the_expected_layout(fixture_root, tmp_path):
     for corpus, root in [("librispeech", fixture_root / "AudioSet"), ("audioset", fixture_root / "LibriSpeech"),
                          ("musan", fixture_root / "ultrachat"), ("ultrachat", fixture_root / "musan")]:
