@@ -22,6 +22,13 @@ def utterance_train(ctx: PlanContext, utterances: list[dict], t0: float,
     return segments, turns, t
 
 
+def main_language(clips: list[dict]) -> str:
+    """The episode's main spoken language: the most common among its clips (the first on a tie)."""
+    langs = [c.get("language") or "" for c in clips]
+    counts = {lang: langs.count(lang) for lang in langs if lang}
+    return max(counts, key=lambda lang: (counts[lang], -langs.index(lang))) if counts else ""
+
+
 def aligners(clips: list[dict]) -> str:
     """What timed the words of these clips, for provenance."""
     return ",".join(sorted({c.get("words_by", "") for c in clips if c.get("words")}))

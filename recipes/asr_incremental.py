@@ -5,6 +5,8 @@ from streamaudio.format import chunk_of
 from streamaudio.plan import (EpisodePlan, InstructionBank, PlanContext, PoolSpec, Recipe, SegmentPlan, TurnPlan,
                               background_bed, pick)
 
+from ._speech import main_language
+
 
 def plan(ctx: PlanContext) -> EpisodePlan:
     rng = ctx.rng
@@ -25,15 +27,15 @@ def plan(ctx: PlanContext) -> EpisodePlan:
             turns.append(TurnPlan(trigger_s=end, kind="respond", text=" ".join(w["text"] for w in words),
                                   evidence=[seg], evidence_s=end))
         t += u["duration_s"] + float(rng.uniform(0.8, 2.4))
-    return EpisodePlan(segments=segments, turns=turns, language="en",
+    return EpisodePlan(segments=segments, turns=turns, language=main_language(utterances),
                        system_prompt=pick(rng, ctx.tables["instructions"]["system_prompts"]), min_duration_s=t,
                        text_writer="source-transcript", aligner=utterances[0].get("words_by", ""))
 
 
 RECIPE = Recipe(
-    subtask="asr_incremental", ability="real_time_asr", version="2",
+    subtask="asr_incremental", ability="real_time_asr", version="3",
     pools={"speech": PoolSpec("speech", requires=("words",), description="utterances with word timings"),
-           "noise": PoolSpec("noise")},
+           "noise": PoolSpec(("noise", "music"))},
     tables={"instructions": InstructionBank("instructions/asr_incremental.yaml")},
     plan=plan, description=__doc__,
 )

@@ -159,3 +159,25 @@ def test_split_counts_and_group_splits():
     assert assign_splits(list(reversed(groups)), cat.splits) == a  # order-free
     bigger = assign_splits(groups + ["spk99"], cat.splits)
     assert sum(bigger[g] != a[g] for g in a) <= 2  # adding a group barely moves the others
+
+
+def test_sources_from_a_shared_file_under_one_data_root(tmp_path, fixture_root, monkeypatch):
+    shared = tmp_path / "sources.yaml"
+    shared.write_text(yaml.safe_dump({
+        "vars": {"data_root": "/nonexistent/data"},
+        "sources": {"librispeech": {"corpus": "librispeech", "root": "${data_root}"},
+                    "musan_noise": {"corpus": "musan", "root": "${data_root}"}}}))
+    cat = tmp_path / "c.yaml"
+    cat.write_text(yaml.safe_dump({
+        "seed": 1, "sources_from": "sources.yaml", "vars": {"data_root": str(fixture_root)},
+        "subtasks": {"asr_utterance": {"count": 2, "pools": {"speech": "librispeech", "noise": "musan_noise"}}}}))
+    c = load_catalog(cat)
+    assert c.sources["librispeech"].root == fixture_root.resolve()  # the catalog's vars win over the file's
+    monkeypatch.setenv("STREAMAUDIO_DATA_ROOT", str(tmp_path / "elsewhere"))
+    assert load_catalog(cat).sources["musan_noise"].root == (tmp_path / "elsewhere").resolve()  # one setting
+    monkeypatch.delenv("STREAMAUDIO_DATA_ROOT")
+    cat.write_text(cat.read_text().replace("data_root:", "other_root:"))
+    assert load_catalog(cat).sources["librispeech"].root == Path("/nonexistent/data")
+    shared.write_text(shared.read_text().replace("${data_root}", "${corpora}"))
+    with pytest.raises(CatalogError, match=r"\$\{corpora\} is not set"):
+        load_catalog(cat)

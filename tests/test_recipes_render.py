@@ -228,6 +228,35 @@ def test_snr_is_measured_on_the_mix(tmp_path):
     assert alone.segments[0]["snr_db"] is None  # nothing else audible: no SNR to speak of
 
 
+def test_a_room_impulse_response_reverberates_a_clip_without_delaying_it(tmp_path):
+    beep = _beep_clip(tmp_path, 16000, at_s=0.5, dur_s=2.0, name="dry")
+    sr, rng = 16000, np.random.default_rng(3)
+    t = np.arange(int(0.6 * sr)) / sr
+    h = (rng.standard_normal(len(t)) * np.exp(-t / 0.12) * 0.3).astype(np.float32)
+    h[: int(0.005 * sr)] = 0
+    h[int(0.005 * sr)] = 1.0  # the direct path, 5 ms in: cut, so the clip is not delayed
+    sf.write(tmp_path / "rir.wav", h, sr)
+    rir = {"id": "t:room1", "corpus": "t", "path": str(tmp_path / "rir.wav"), "offset_s": 0.0,
+           "duration_s": len(h) / sr, "sample_rate": sr, "labels": [], "words": [], "license": ""}
+    dry = render(EpisodePlan(segments=[SegmentPlan(clip=beep, start_s=1.0, kind="sound", role="environment")], turns=[]))
+    wet = render(EpisodePlan(segments=[SegmentPlan(clip=beep, start_s=1.0, kind="sound", role="environment",
+                                                   rir=rir)], turns=[]))
+    x, _ = sf.read(io.BytesIO(dry.flac))
+    y, _ = sf.read(io.BytesIO(wet.flac))
+    onset = lambda s: np.argmax(np.abs(s) > 0.05) / sr  # noqa: E731
+    assert abs(onset(y) - onset(x)) < 0.002  # the direct path is where the dry sound was
+    tail = slice(int(1.75 * sr), int(2.2 * sr))  # after the 0.2 s beep (1.5-1.7 s), still inside the clip
+    assert np.mean(y[tail] ** 2) > 100 * (np.mean(x[tail] ** 2) + 1e-12)  # the room rings on
+    assert json.loads(wet.segments[0]["attrs"]) == {"rir": "t:room1"}
+    silent = {**rir, "id": "t:dead", "path": str(tmp_path / "dead.wav"), "duration_s": 800 / sr}
+    sf.write(tmp_path / "dead.wav", np.zeros(800, np.float32), sr)
+    from streamaudio.plan import RenderError
+
+    with pytest.raises(RenderError, match="silent"):
+        render(EpisodePlan(segments=[SegmentPlan(clip=beep, start_s=0.0, kind="sound", role="environment",
+                                                 rir=silent)], turns=[]))
+
+
 def test_instruction_banks_have_at_least_20_paraphrases():
     import yaml
 

@@ -163,7 +163,7 @@ class Builder:
                 raise BuildError(f"catalog asks for sub-task {st!r} but no recipe defines it; "
                                  f"available: {sorted(self.recipes)}")
             want = self.recipes[st].pool_specs()
-            missing = set(want) - set(spec.pools)
+            missing = {p for p, ps in want.items() if not ps.optional} - set(spec.pools)
             if missing:
                 raise BuildError(f"sub-task {st!r}: recipe needs pools {sorted(missing)}; "
                                  f"map them to sources under subtasks/{st}/pools in {cat.path}")
@@ -171,6 +171,8 @@ class Builder:
             if extra:
                 raise BuildError(f"sub-task {st!r}: the recipe has no pool(s) {sorted(extra)} (it has {sorted(want)})")
             for pool, ps in want.items():
+                if pool not in spec.pools:  # an optional pool left out
+                    continue
                 src = cat.sources[spec.pools[pool]]
                 try:
                     kind, facts = static_kind(src, get_adapter(src.corpus))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,35 +105,80 @@ def catalog_schema() -> dict:
     return schema
 
 
+def _read_yaml(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise CatalogError(f"{what} not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"{path}: not a text file (byte {exc.start} is not UTF-8); a {what} is YAML") from None
+    except yaml.YAMLError as exc:
+        raise CatalogError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(raw, dict):
+        raise CatalogError(f"{path}: a {what} is a YAML mapping, not {type(raw).__name__}")
+    return raw
+
+
+VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand(value: str, variables: dict, where: str) -> str:
+    """``${name}`` from the environment (STREAMAUDIO_<NAME>) or the catalog's ``vars``."""
+    def sub(m):
+        name = m.group(1)
+        env = os.environ.get(f"STREAMAUDIO_{name.upper()}")
+        if env is not None:
+            return env
+        if name in variables:
+            return str(variables[name])
+        raise CatalogError(f"{where}: ${{{name}}} is not set (set STREAMAUDIO_{name.upper()} or vars.{name})")
+    return VAR.sub(sub, value)
+
+
+def _with_sources_from(raw: dict, path: Path) -> tuple[dict, dict]:
+    """The catalog's sources after ``sources_from`` (a file of shared source descriptions: the
+    catalog's own entries win), and the variables for ``${...}`` with the folder each source's
+    relative paths resolve against."""
+    sources, bases = {}, {}
+    variables = {}
+    if raw.get("sources_from"):
+        spath = (path.parent / raw["sources_from"]).resolve()
+        shared = _read_yaml(spath, "sources file")
+        if not isinstance(shared.get("sources"), dict):
+            raise CatalogError(f"{spath}: a sources file has a `sources:` mapping")
+        variables.update(shared.get("vars") or {})
+        for name, s in shared["sources"].items():
+            sources[name], bases[name] = s, spath.parent
+    variables.update(raw.get("vars") or {})
+    for name, s in (raw.get("sources") or {}).items():
+        sources[name], bases[name] = s, path.parent
+    return {"sources": sources, "bases": bases}, variables
+
+
 def load_catalog(path: str | Path) -> Catalog:
     from ..stages import ordered_stages
 
     path = Path(path).resolve()
-    if not path.is_file():
-        raise CatalogError(f"catalog not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise CatalogError(f"{path}: not a text file (byte {exc.start} is not UTF-8); a catalog is YAML") from None
-    except yaml.YAMLError as exc:
-        raise CatalogError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
-    if not isinstance(raw, dict):
-        raise CatalogError(f"{path}: a catalog is a YAML mapping (name, seed, sources, subtasks), "
-                           f"not {type(raw).__name__}")
+    raw = _read_yaml(path, "catalog")
+    merged, variables = _with_sources_from(raw, path)
+    if raw.get("sources_from"):
+        raw = {**raw, "sources": merged["sources"]}
     errors = sorted(jsonschema.Draft202012Validator(catalog_schema()).iter_errors(raw), key=lambda e: list(e.path))
     if errors:
         lines = [f"  at {'/'.join(map(str, e.path)) or '(top)'}: {e.message}" for e in errors]
         raise CatalogError(f"{path}: catalog does not match the catalog schema "
                            f"(`streamaudio catalog-schema` prints it):\n" + "\n".join(lines))
-    base = path.parent
     stage_keys = {s.config_key for s in ordered_stages() if s.config_key}
     sources = {}
     for name, s in raw["sources"].items():
+        base = merged["bases"][name]
+        where = f"{path}: sources/{name}"
         stages = {k: copy.deepcopy(v) for k, v in s.items() if k in stage_keys}
         align = stages.get("align")
         if align and align.get("model_dir"):
-            align["model_dir"] = str((base / align["model_dir"]).resolve())
-        sources[name] = SourceSpec(name=name, corpus=s["corpus"], root=(base / s["root"]).resolve(),
+            align["model_dir"] = str((base / _expand(align["model_dir"], variables, where)).resolve())
+        sources[name] = SourceSpec(name=name, corpus=s["corpus"],
+                                   root=(base / _expand(s["root"], variables, where)).resolve(),
                                    options=s.get("options", {}), stages=stages)
     subtasks = {}
     default_gate = raw.get("max_reject_rate", DEFAULT_MAX_REJECT_RATE)

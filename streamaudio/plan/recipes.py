@@ -42,6 +42,7 @@ class PoolSpec:
     kind: str | tuple[str, ...]
     requires: tuple[str, ...] = ()
     description: str = ""
+    optional: bool = False  # a catalog may leave it out; the planner then finds no such key in ctx.pools
 
     @property
     def kinds(self) -> tuple[str, ...]:

@@ -35,7 +35,7 @@ def plan_to_dict(plan: EpisodePlan) -> dict:
                       "clip_dur_s": None if s.clip_dur_s is None else float(s.clip_dur_s),
                       "loop_to_end": bool(s.loop_to_end), "text": s.text,
                       "labels": None if s.labels is None else list(s.labels), "attrs": dict(s.attrs),
-                      "snr_db": None if s.snr_db is None else float(s.snr_db)}
+                      "snr_db": None if s.snr_db is None else float(s.snr_db), "rir": s.rir}
                      for s in plan.segments],
         "turns": turns,
         "language": plan.language, "system_prompt": plan.system_prompt,
@@ -60,7 +60,10 @@ def plan_sha(stored: dict) -> str:
     """sha256 of a stored plan, where its clips are named by what they are (id, span, text,
     ...) but not by where their files lie: the same plan from a corpus mounted elsewhere
     (another node, another cache folder) has the same sha, so shards stay byte-identical."""
-    canon = {**stored, "segments": [{**s, "clip": {k: v for k, v in s["clip"].items() if k != "path"}}
+    def nopath(clip):
+        return None if clip is None else {k: v for k, v in clip.items() if k != "path"}
+
+    canon = {**stored, "segments": [{**s, "clip": nopath(s["clip"]), "rir": nopath(s.get("rir"))}
                                      for s in stored["segments"]]}
     text = json.dumps(canon, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_plain)
     return hashlib.sha256(text.encode()).hexdigest()

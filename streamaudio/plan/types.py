@@ -48,6 +48,8 @@ class SegmentPlan:
     # a target SNR (dB) over the segments without one that lie under it: the renderer sets this
     # segment's level to reach it, measured as segments.snr_db is (gain_db is then overridden)
     snr_db: float | None = None
+    # a room impulse response (a clip row of kind rir): the clip is heard in that room
+    rir: dict | None = None
 
     def audible_end_s(self) -> float:
         """Episode time at which this segment's content has been heard in full: its last

@@ -76,6 +76,21 @@ def snr_db(own: np.ndarray, rest: np.ndarray) -> float | None:
     return float(np.float32(round(10 * np.log10(np.mean(e_own[act])) - rest_db, 2))) + 0.0  # no "-0.0"
 
 
+def reverberate(x: np.ndarray, rir: np.ndarray) -> np.ndarray:
+    """``x`` as heard in the room of ``rir``: convolved with the response from its direct path
+    on (what precedes the strongest tap is cut, so the speech is not delayed and its word
+    timings still hold), the same length as ``x`` (the reverberant tail after the clip ends
+    is not kept). The level is set afterwards, like any clip's."""
+    if len(rir) == 0 or not np.any(rir):
+        raise RenderError("room impulse response is empty or silent")
+    start = max(0, int(np.argmax(np.abs(rir))) - SAMPLE_RATE // 1000)
+    h = rir[start:].astype(np.float64)
+    n = len(x) + len(h) - 1
+    size = 1 << (n - 1).bit_length()
+    y = np.fft.irfft(np.fft.rfft(x.astype(np.float64), size) * np.fft.rfft(h, size), size)[: len(x)]
+    return y.astype(np.float32)
+
+
 def _fade(x: np.ndarray, n_in: int, n_out: int) -> np.ndarray:
     n_in, n_out = min(n_in, len(x) // 2), min(n_out, len(x) // 2)
     if n_in:
@@ -127,6 +142,8 @@ def render(plan: EpisodePlan, chunk_s: float = CHUNK_S) -> RenderedEpisode:
         x = load_clip(seg.clip, seg.clip_start_s, dur_s)
         if len(x) == 0:
             raise RenderError(f"{seg.clip['id']}: no audio")
+        if seg.rir is not None:
+            x = reverberate(x, load_clip(seg.rir))
         level = active_level_db(x)
         if level < -90:
             raise RenderError(f"{seg.clip['id']}: clip is digital silence")
@@ -191,7 +208,9 @@ def render(plan: EpisodePlan, chunk_s: float = CHUNK_S) -> RenderedEpisode:
             "words": _words(seg, s, e) if seg.kind == "speech" else [],
             "gain_db": float(np.float32(gain + shift_db)),
             "corpus": clip["corpus"], "clip_id": clip["id"], "license": clip.get("license", ""),
-            "snr_db": snr, "attrs": json.dumps(seg.attrs, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+            "snr_db": snr,
+            "attrs": json.dumps({**seg.attrs, **({"rir": seg.rir["id"]} if seg.rir else {})}, sort_keys=True,
+                                separators=(",", ":"), ensure_ascii=False),
         })
     buf = io.BytesIO()
     # FLAC level 0: ~30% faster to encode than the default for ~1% more bytes (benchmarks/bench_render.py)

@@ -83,7 +83,7 @@ class Scan(SourceStage):
     """Read the corpus in its published layout (always the first stage)."""
     name = "source"
     order = 0
-    version = "2"
+    version = "3"  # 3: clip rows gained dialogue, turn, translation columns
 
     def cache_config(self, state: SourceState, env: BuildEnv) -> Any:
         adapter = get_adapter(state.spec.corpus)
