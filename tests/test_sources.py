@@ -163,3 +163,20 @@ def test_active_span_of_a_long_clip_reads_it_in_bounded_memory(tmp_path):
     tracemalloc.stop()
     assert abs(a0 - event_at) <= 0.03 and abs(a1 - (event_at + 1.0)) <= 0.03
     assert peak < 40 * 2**20, f"peak {peak / 2**20:.0f} MiB"
+
+
+def test_a_sparse_clip_is_not_mistaken_for_silence(tmp_path):
+    """Probes can all fall in the quiet part of a clip whose only sound is short: the file is
+    then read whole before it is called silent."""
+    import numpy as np
+    import soundfile as sf
+
+    from streamaudio.sources.base import ProbeError, probe_audio
+
+    x = np.zeros(16000 * 10, np.float32)
+    x[int(3.33 * 16000):int(3.36 * 16000)] = 0.5  # a 30 ms click in 10 s of digital silence
+    sf.write(tmp_path / "click.wav", x, 16000)
+    assert probe_audio(tmp_path / "click.wav").frames == len(x)
+    sf.write(tmp_path / "silence.wav", np.zeros_like(x), 16000)
+    with pytest.raises(ProbeError, match="digital silence"):
+        probe_audio(tmp_path / "silence.wav")
