@@ -34,7 +34,7 @@ def plan(ctx: PlanContext) -> EpisodePlan:
 
 RECIPE = Recipe(
     subtask="asr_incremental", ability="real_time_asr", version="3",
-    pools={"speech": PoolSpec("speech", requires=("words",), description="utterances with word timings"),
+    pools={"speech": PoolSpec("speech", requires=("text", "words"), description="utterances with word timings"),
            "noise": PoolSpec(("noise", "music"))},
     tables={"instructions": InstructionBank("instructions/asr_incremental.yaml")},
     plan=plan, description=__doc__,

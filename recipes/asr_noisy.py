@@ -31,8 +31,8 @@ def plan(ctx: PlanContext) -> EpisodePlan:
 
 RECIPE = Recipe(
     subtask="asr_noisy", ability="real_time_asr", version="2",
-    pools={"speech": PoolSpec("speech", description="read utterances with transcripts"),
-           "noise": PoolSpec(("noise", "music"), description="continuous noise (MUSAN, WHAM!, DNS) or music"),
+    pools={"speech": PoolSpec("speech", requires=("text",), description="read utterances with transcripts"),
+           "noise": PoolSpec(("noise", "music", "speech"), description="continuous noise (MUSAN, WHAM!, DNS), music or babble"),
            "rir": PoolSpec("rir", optional=True, description="room impulse responses (DNS Challenge SLR26/28)")},
     tables={"instructions": InstructionBank("instructions/asr_noisy.yaml")},
     plan=plan, description=__doc__,

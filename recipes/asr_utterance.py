@@ -17,7 +17,7 @@ def plan(ctx: PlanContext) -> EpisodePlan:
 
 RECIPE = Recipe(
     subtask="asr_utterance", ability="real_time_asr", version="3",
-    pools={"speech": PoolSpec("speech", description="read utterances with transcripts"),
+    pools={"speech": PoolSpec("speech", requires=("text",), description="read utterances with transcripts"),
            "noise": PoolSpec(("noise", "music"), description="background beds")},
     tables={"instructions": InstructionBank("instructions/asr_utterance.yaml")},
     plan=plan, description=__doc__,

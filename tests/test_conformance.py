@@ -40,7 +40,8 @@ def _task(recipe, tmp_path, mapping, count=5) -> ShardTask:
     return ShardTask(subtask=recipe.subtask, split="train", index=0, total=1, first=0, count=count,
                      out_path=str(tmp_path / "data" / f"{recipe.subtask}.parquet"),
                      summary_path=str(tmp_path / "work" / "s.json"), plans_path=str(tmp_path / "work" / "p.parquet"),
-                     pools=mapping, pool_keys={p: f"conformance/{recipe.subtask}/{p}" for p in mapping},
+                     pools={p: [src] for p, src in mapping.items()},
+                     pool_keys={p: f"conformance/{recipe.subtask}/{p}" for p in mapping},
                      recipe_dirs=[], seed=7, options={}, fingerprint="x")
 
 

@@ -108,6 +108,13 @@ def split_table(table: pa.Table, fractions: dict[str, float]) -> dict[str, pa.Ta
     return {s: table.filter(pa.array(per_row == i)) for i, s in enumerate(SPLITS)}
 
 
+def pool_splits(sources, by_split: dict) -> dict[str, pa.Table]:
+    """A pool's clips per split: one source's, or several sources' one after the other."""
+    if len(sources) == 1:
+        return by_split[sources[0]]
+    return {s: pa.concat_tables([by_split[src][s] for src in sources]) for s in SPLITS}
+
+
 def _run_shard_remote(task: dict, tables: dict, *pool_data):
     import ray
 
@@ -173,20 +180,23 @@ class Builder:
             for pool, ps in want.items():
                 if pool not in spec.pools:  # an optional pool left out
                     continue
-                src = cat.sources[spec.pools[pool]]
-                try:
-                    kind, facts = static_kind(src, get_adapter(src.corpus))
-                except ValueError as exc:
-                    raise BuildError(str(exc)) from None
-                if kind not in ps.kinds:
-                    raise BuildError(f"sub-task {st!r}: pool {pool!r} needs {'/'.join(ps.kinds)} clips, but source "
-                                     f"{src.name!r} ({src.corpus}) gives {kind}"
-                                     + (" (a text source becomes speech with `spoken:`)" if kind == "text" else ""))
-                lacking = sorted(set(ps.requires) - facts)
-                if lacking:
-                    hint = " (add `align: {backend: pocketsphinx}` to the source)" if "words" in lacking else ""
-                    raise BuildError(f"sub-task {st!r}: pool {pool!r} needs {lacking} on its clips, which source "
-                                     f"{src.name!r} ({src.corpus}) does not give{hint}")
+                for name in spec.pools[pool]:
+                    self._check_source(st, pool, ps, cat.sources[name])
+
+    def _check_source(self, st: str, pool: str, ps, src) -> None:
+        try:
+            kind, facts = static_kind(src, get_adapter(src.corpus))
+        except ValueError as exc:
+            raise BuildError(str(exc)) from None
+        if kind not in ps.kinds:
+            raise BuildError(f"sub-task {st!r}: pool {pool!r} needs {'/'.join(ps.kinds)} clips, but source "
+                             f"{src.name!r} ({src.corpus}) gives {kind}"
+                             + (" (a text source becomes speech with `spoken:`)" if kind == "text" else ""))
+        lacking = sorted(set(ps.requires) - facts)
+        if lacking:
+            hint = " (add `align: {backend: pocketsphinx}` to the source)" if "words" in lacking else ""
+            raise BuildError(f"sub-task {st!r}: pool {pool!r} needs {lacking} on its clips, which source "
+                             f"{src.name!r} ({src.corpus}) does not give{hint}")
 
     # ------------------------------------------------------------ the run
     def prepare(self) -> dict:
@@ -251,7 +261,7 @@ class Builder:
         return build
 
     def _sources(self) -> dict[str, SourceState]:
-        needed = sorted({src for spec in self.catalog.subtasks.values() for src in spec.pools.values()})
+        needed = self.catalog.needed_sources()
         states = {}
         for name in needed:
             state = SourceState(name=name, spec=self.catalog.sources[name])
@@ -265,7 +275,7 @@ class Builder:
             recipe = self.recipes[st]
             env = TableEnv(llm=self.llm, subtask=st, ability=recipe.ability, description=recipe.description,
                            folder=recipe.folder, seed=self.catalog.seed,
-                           pools={p: by_split[src] for p, src in spec.pools.items()},
+                           pools={p: pool_splits(srcs, by_split) for p, srcs in spec.pools.items()},
                            reject=lambda stage, item, reason, st=st: rejects.append(
                                {"stage": stage, "source": st, "item": item, "reason": reason}))
             report[st] = {}
@@ -287,7 +297,7 @@ class Builder:
             recipe = self.recipes[st]
             fp = content_key(FORMAT_VERSION, recipe.version, code_fingerprint(recipe), table_sha[st],
                              self.catalog.subtask_settings(st),
-                             sorted((p, states[src].key) for p, src in spec.pools.items()))[:16]
+                             sorted((p, [states[src].key for src in srcs]) for p, srcs in spec.pools.items()))[:16]
             writers = {name: r["writer"] for name, r in table_report[st].items()
                        if r["text"] and r["writer"].startswith("llm:")}
             counts = self.catalog.split_counts(spec.count)
@@ -305,30 +315,34 @@ class Builder:
                         out_path=str(self.out / "data" / st / f"{fname}.parquet"),
                         summary_path=str(self.work / "shards" / st / f"{fname}.json"),
                         plans_path=str(self.work / "plans" / st / f"{fname}.parquet"),
-                        pools=dict(spec.pools),
-                        pool_keys={p: content_key(states[src].key, split) for p, src in spec.pools.items()},
+                        pools={p: list(srcs) for p, srcs in spec.pools.items()},
+                        pool_keys={p: content_key([states[src].key for src in srcs], split)
+                                   for p, srcs in spec.pools.items()},
                         recipe_dirs=[str(d) for d in self.catalog.recipe_dirs], seed=self.catalog.seed,
                         options=dict(spec.options), fingerprint=fp, chunk_s=self.catalog.chunk_s,
                         table_writers=writers or None,
+                        source_corpus={src: self.catalog.sources[src].corpus for srcs in spec.pools.values()
+                                       for src in srcs},
                     ))
         return tasks
 
     def _run_tasks(self, todo: list[ShardTask], states, by_split, tables, reused: int) -> list[dict]:
         import ray
 
-        pool_refs: dict[tuple[str, str], object] = {}  # (source, split) -> ref, put once however many shards
+        pool_refs: dict[tuple, object] = {}  # (sources, split) -> ref, put once however many shards
         table_refs = {st: ray.put(tables[st]) for st in sorted({t.subtask for t in todo})}
         # system failures (a worker or node lost) are retried; a recipe's exception is not (RecipeCrash)
         remote = ray.remote(num_cpus=1, max_retries=3)(_run_shard_remote)
         for t in todo:
             for p in sorted(t.pools):
-                key = (t.pools[p], t.split)
+                key = (tuple(t.pools[p]), t.split)
                 if key not in pool_refs:
-                    pool_refs[key] = ray.put(PoolData.build(f"{key[0]}/{key[1]}", by_split[key[0]][key[1]]))
+                    table = pool_splits(key[0], by_split)[t.split]
+                    pool_refs[key] = ray.put(PoolData.build(f"{'+'.join(key[0])}/{t.split}", table))
         by_split.clear()  # the object store holds what the shards need; the driver keeps nothing
         refs = {}
         for t in todo:
-            args = [pool_refs[(t.pools[p], t.split)] for p in sorted(t.pools)]
+            args = [pool_refs[(tuple(t.pools[p]), t.split)] for p in sorted(t.pools)]
             refs[remote.remote(asdict(t), table_refs[t.subtask], *args)] = t
         out = []
         pending = list(refs)

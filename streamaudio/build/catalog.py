@@ -44,7 +44,7 @@ class SourceSpec:
 class SubtaskSpec:
     name: str
     count: int
-    pools: dict[str, str]  # recipe pool name -> catalog source name
+    pools: dict[str, tuple[str, ...]]  # recipe pool name -> the catalog sources it draws from together
     shard_size: int
     options: dict = field(default_factory=dict)
     max_reject_rate: float = DEFAULT_MAX_REJECT_RATE
@@ -83,11 +83,16 @@ class Catalog:
                     out[s] += 1
         return out
 
+    def needed_sources(self) -> list[str]:
+        """Every source some sub-task draws from."""
+        return sorted({src for spec in self.subtasks.values() for srcs in spec.pools.values() for src in srcs})
+
     def subtask_settings(self, subtask: str) -> dict:
         """What of the catalog decides a sub-task's episodes (part of its shards' fingerprint)."""
         spec = self.subtasks[subtask]
         return {"seed": self.seed, "chunk_s": self.chunk_s, "splits": self.splits, "count": spec.count,
-                "shard_size": spec.shard_size, "options": spec.options, "pools": spec.pools}
+                "shard_size": spec.shard_size, "options": spec.options,
+                "pools": {p: list(v) for p, v in spec.pools.items()}}
 
 
 def catalog_schema() -> dict:
@@ -183,11 +188,12 @@ def load_catalog(path: str | Path) -> Catalog:
     subtasks = {}
     default_gate = raw.get("max_reject_rate", DEFAULT_MAX_REJECT_RATE)
     for name, t in raw["subtasks"].items():
-        pools = t.get("pools", {})
-        for pool, src in pools.items():
-            if src not in sources:
-                raise CatalogError(f"{path}: subtasks/{name}/pools/{pool} names unknown source {src!r}; "
-                                   f"sources are {sorted(sources)}")
+        pools = {p: (v,) if isinstance(v, str) else tuple(v) for p, v in t.get("pools", {}).items()}
+        for pool, srcs in pools.items():
+            for src in srcs:
+                if src not in sources:
+                    raise CatalogError(f"{path}: subtasks/{name}/pools/{pool} names unknown source {src!r}; "
+                                       f"sources are {sorted(sources)}")
         subtasks[name] = SubtaskSpec(name=name, count=t["count"], pools=pools,
                                      shard_size=t.get("shard_size", raw.get("shard_size", 256)),
                                      options=t.get("options", {}), max_reject_rate=t.get("max_reject_rate", default_gate))

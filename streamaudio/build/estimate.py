@@ -59,7 +59,7 @@ def estimate(catalog: str | Path, reference: str | Path, source_clips: dict[str,
                         "render_core_h": hours * m["render_cpu_per_audio_s"]}
     rates = _stage_rates(ref)
     sources = {}
-    needed = sorted({src for spec in cat.subtasks.values() for src in spec.pools.values()})
+    needed = cat.needed_sources()
     for name in needed:
         spec = cat.sources[name]
         clips = source_clips.get(name) or (ref.get("inputs", {}).get(name) or {}).get("seen")

@@ -16,7 +16,7 @@ import os
 import time
 import traceback
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -78,7 +78,7 @@ class ShardTask:
     out_path: str
     summary_path: str
     plans_path: str
-    pools: dict[str, str]  # recipe pool -> source name
+    pools: dict[str, list[str]]  # recipe pool -> the catalog sources it draws from
     pool_keys: dict[str, str]  # recipe pool -> content key of its PoolData (the per-worker cache key)
     recipe_dirs: list[str]
     seed: int
@@ -86,6 +86,7 @@ class ShardTask:
     fingerprint: str
     chunk_s: float = CHUNK_S
     table_writers: dict | None = None  # table name -> who wrote it, for tables whose text reaches episodes
+    source_corpus: dict = field(default_factory=dict)  # catalog source -> its corpus (to credit drawn clips)
 
     @property
     def episode_ids(self) -> list[str]:
@@ -158,7 +159,7 @@ def _pool(key: str, name: str, data: PoolData) -> Pool:
 def run_shard(task: ShardTask, tables: dict, pool_data: dict[str, PoolData]) -> dict:
     """Write one shard and its plans (temp names, then rename) and its summary; return the summary."""
     recipe = load_recipes(tuple(Path(d) for d in task.recipe_dirs))[task.subtask]
-    pools = {p: _pool(task.pool_keys[p], f"{task.pools[p]}/{task.split}", d) for p, d in pool_data.items()}
+    pools = {p: _pool(task.pool_keys[p], f"{'+'.join(task.pools[p])}/{task.split}", d) for p, d in pool_data.items()}
     for pool in pools.values():
         pool.handed.clear()
     c0 = time.process_time()  # the episodes' cost, not the process's one-off set-up
@@ -190,9 +191,9 @@ def run_shard(task: ShardTask, tables: dict, pool_data: dict[str, PoolData]) -> 
                 prov[k].add(row["provenance"][k].split("/")[0])
         prov["languages"].add(row["language"])
         for seg in stored["segments"]:  # drawn clips, by the catalog source whose pool handed them out
-            cid = seg["clip"]["id"]
-            src = next((task.pools[p] for p, pool in pools.items() if cid in pool.handed), seg["clip"]["corpus"])
-            clips.setdefault(src, set()).add(cid)
+            cid, corpus = seg["clip"]["id"], seg["clip"]["corpus"]
+            srcs = next((task.pools[p] for p, pool in pools.items() if cid in pool.handed), [corpus])
+            clips.setdefault(next((s for s in srcs if task.source_corpus.get(s) == corpus), srcs[0]), set()).add(cid)
     out = Path(task.out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
