@@ -58,14 +58,21 @@ class Voice:
         return f"{self.name}@{self.rate}wpm/p{self.pitch}"
 
 
-def load_voices() -> list["Voice"]:
-    """The espeak-ng speakers of manifests/voices.yaml (voice, rate, pitch)."""
+def load_voices(language: str = "en") -> list["Voice"]:
+    """The espeak-ng speakers of manifests/voices.yaml for a language (BCP-47; its base
+    subtag decides: "zh-CN" -> zh); TTSError when the table has none for it."""
     import yaml
 
     from ..resources import MANIFESTS_DIR
 
     raw = yaml.safe_load((MANIFESTS_DIR / "voices.yaml").read_text())
-    return [Voice(**v) for v in raw["espeak"]]
+    base = (language or "en").split("-")[0].lower()
+    if base == "en":
+        return [Voice(**v) for v in raw["espeak"]]
+    voices = (raw.get("espeak_languages") or {}).get(base)
+    if not voices:
+        raise TTSError(f"no espeak-ng voice for language {language!r} in manifests/voices.yaml")
+    return [Voice(**v) for v in voices]
 
 
 @dataclass

@@ -66,12 +66,17 @@ def pick_voice(voices: list[Voice], group: str) -> Voice:
     return pick_for_group(voices, group)
 
 
+CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+
+
 def check_spoken(text: str, max_words: int = 60) -> str:
-    """What any writer's spoken form must satisfy before it is synthesized."""
+    """What any writer's spoken form must satisfy before it is synthesized: a letter of some
+    script, and not too long (Chinese, Japanese and Korean characters count as half a word)."""
     t = " ".join(text.split())
-    if not re.search(r"[A-Za-z]", t):
+    if not re.search(r"[^\W\d_]", t):
         raise SpokenFormError("nothing speakable in the spoken form")
-    n = len(t.split())
+    cjk = len(CJK.findall(t))
+    n = len(CJK.sub(" ", t).split()) + (cjk + 1) // 2
     if n > max_words:
         raise SpokenFormError(f"too long to speak as one turn ({n} words > {max_words})")
     return t
@@ -89,14 +94,15 @@ def speak_row(row: dict, tts, cache_dir: Path, spoken: str | None = None, text_b
         tts.voices = [voice]
     spoken = check_spoken(spoken if spoken is not None else to_spoken_form(row["text"], max_words), max_words)
     group = row["split_group"]
-    key = hashlib.sha256(repr([tts.cache_id(group), SAMPLE_RATE, spoken]).encode()).hexdigest()
+    language = row.get("language") or "en"
+    key = hashlib.sha256(repr([tts.cache_id(group, language), SAMPLE_RATE, spoken]).encode()).hexdigest()
     path = cache_dir / key[:2] / f"{key}.flac"
     meta_path = path.with_suffix(".words.tsv")
     if path.exists() and meta_path.exists():
         frames = sf.info(str(path)).frames
         tag, words = _read_words(meta_path)
     else:
-        x, raw_words, tag = tts.synthesize(spoken, group)
+        x, raw_words, tag = tts.synthesize(spoken, group, language)
         if len(x) == 0:
             raise TTSError("the engine produced no audio")
         path.parent.mkdir(parents=True, exist_ok=True)

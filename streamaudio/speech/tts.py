@@ -41,19 +41,29 @@ def pick_for_group(options: list, group: str):
 
 
 class EspeakBackend:
+    """Voices of the text's own language (manifests/voices.yaml), one per source group."""
+
     def __init__(self, config: TTSConfig):
-        from .espeak import load_voices
+        self.voices: list | None = None  # set: one fixed list whatever the language (tests, tools)
+        self._by_language: dict[str, list] = {}
 
-        self.voices = load_voices()
+    def _voices(self, language: str) -> list:
+        if self.voices is not None:
+            return self.voices
+        if language not in self._by_language:
+            from .espeak import load_voices
 
-    def cache_id(self, group: str) -> list:
-        v = pick_for_group(self.voices, group)
+            self._by_language[language] = load_voices(language)
+        return self._by_language[language]
+
+    def cache_id(self, group: str, language: str = "en") -> list:
+        v = pick_for_group(self._voices(language), group)
         return ["espeak-ng", v.tag]
 
-    def synthesize(self, text: str, group: str) -> tuple[np.ndarray, list[tuple[str, float, float]], str]:
+    def synthesize(self, text: str, group: str, language: str = "en") -> tuple[np.ndarray, list[tuple[str, float, float]], str]:
         from .espeak import synthesize
 
-        v = pick_for_group(self.voices, group)
+        v = pick_for_group(self._voices(language), group)
         speech = synthesize(text, v)
         x = soxr.resample(speech.samples, speech.sample_rate, SAMPLE_RATE).astype(np.float32)
         return x, speech.words, f"espeak-ng/{v.tag}"
@@ -71,10 +81,11 @@ class OpenAISpeechBackend:
         key = os.environ.get("OPENAI_API_KEY") or "local"
         self.client = OpenAI(base_url=config.base_url, api_key=key, max_retries=0, timeout=config.timeout_s)
 
-    def cache_id(self, group: str) -> list:
+    def cache_id(self, group: str, language: str = "en") -> list:
+        # the model speaks what it is given; the language is in the text
         return ["openai-speech", self.config.base_url.rstrip("/"), self.config.model, pick_for_group(self.voices, group)]
 
-    def synthesize(self, text: str, group: str):
+    def synthesize(self, text: str, group: str, language: str = "en"):
         import threading
 
         from ..text.llm import LLMConfig, StageStats, call_with_retries
