@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from streamaudio.speech.espeak import TTSError, Voice, synthesize
-from streamaudio.speech.spoken import SpokenFormError, pick_voice, speak_row, to_spoken_form
+from streamaudio.speech.spoken import SpokenFormError, check_spoken, pick_voice, speak_row, to_spoken_form
 
 
 def test_espeak_word_timings_are_ordered_and_cover_the_speech():
@@ -53,7 +53,23 @@ def test_spoken_form_rejects():
         to_spoken_form("```\ncode only\n```")
     with pytest.raises(SpokenFormError, match="too long"):
         to_spoken_form("word " * 61, max_words=60)
+    # other scripts are speakable; Chinese characters count as half a word each
+    assert check_spoken("你好，今天天气怎么样？") == "你好，今天天气怎么样？"
+    with pytest.raises(SpokenFormError, match="too long"):
+        check_spoken("天" * 130, max_words=60)
 
+
+def test_text_is_spoken_in_a_voice_of_its_language(tmp_path):
+    from streamaudio.speech.espeak import TTSError
+    from streamaudio.speech.tts import EspeakBackend, TTSConfig
+
+    tts = EspeakBackend(TTSConfig())
+    zh = speak_row({"id": "z", "text": "你好", "split_group": "g", "language": "zh-CN", "corpus": "c"}, tts, tmp_path, "你好")
+    fr = speak_row({"id": "f", "text": "Bonjour à tous", "split_group": "g", "language": "fr", "corpus": "c"}, tts,
+                   tmp_path, "Bonjour à tous")
+    assert zh["speaker"].startswith("espeak-ng/cmn") and fr["speaker"].startswith("espeak-ng/fr")
+    with pytest.raises(TTSError, match="no espeak-ng voice for language 'xx'"):
+        speak_row({"id": "x", "text": "hi", "split_group": "g", "language": "xx", "corpus": "c"}, tts, tmp_path, "hi")
 
 def test_speak_row_is_cached_by_content(tmp_path, monkeypatch):
     from streamaudio.speech import tts as backends
@@ -61,7 +77,7 @@ def test_speak_row_is_cached_by_content(tmp_path, monkeypatch):
     calls = []
     real = backends.EspeakBackend.synthesize
     monkeypatch.setattr(backends.EspeakBackend, "synthesize",
-                        lambda self, text, group: calls.append(text) or real(self, text, group))
+                        lambda self, text, group, language="en": calls.append(text) or real(self, text, group, language))
     row = {"id": "x", "text": "How tall is **Mount Everest**?", "response": "About 8,849 metres.",
            "split_group": "g", "corpus": "ultrachat"}
     v = pick_voice([Voice("en-us"), Voice("en")], "g")
