@@ -91,3 +91,14 @@ def test_speak_row_is_cached_by_content(tmp_path, monkeypatch):
     assert len(calls) == 2 and len(list(tmp_path.rglob("*.flac"))) == 2
     assert a["text"] == "How tall is Mount Everest?" and a["kind"] == "speech" and a["sample_rate"] == 16000
     assert a["words"][-1]["text"] == "Everest?" and a["words"][-1]["end_s"] <= a["duration_s"]
+
+
+def test_every_voice_in_the_table_exists():
+    import yaml
+
+    from streamaudio.resources import MANIFESTS_DIR
+    from streamaudio.speech.espeak import Voice, synthesize
+
+    raw = yaml.safe_load((MANIFESTS_DIR / "voices.yaml").read_text())
+    for v in raw["espeak"] + [v for vs in raw["espeak_languages"].values() for v in vs]:
+        assert synthesize("one", Voice(**v)).samples.size > 0, v
