@@ -53,7 +53,7 @@ def test_llm_and_openai_tts_build_survives_faults_and_rebuilds_from_cache(tmp_pa
         stages = b["llm"]["stages"]["spoken_form"]
         assert stages["retries"] >= 3 and stages["repairs"] >= 2 and stages["failures"] == 1
         rejects = pq.read_table(tmp_path / "a" / "rejects.parquet").to_pylist()
-        poison = [r for r in rejects if r["item"] == "ultrachat:poison"]
+        poison = [r for r in rejects if r["item"] == "ultrachat:poison:0"]
         assert len(poison) == 1 and poison[0]["stage"] == "write" and "not valid JSON" in poison[0]["reason"]
         src = b["inputs"]["ultrachat"]
         assert src["seen"] == src["used"] + src["rejected"]

@@ -9,7 +9,9 @@ from streamaudio.sources import ADAPTERS, LayoutError, get_adapter, write_manife
 
 REASONS = {"corrupt": ("corrupt", "truncated"), "empty": ("empty",), "no transcript": ("no transcript",),
            "not UTF-8": ("UTF-8",), "missing": ("missing",), "not JSON": ("not JSON",),
-           "no assistant": ("no assistant",), "silent": ("silent audio",)}
+           "no assistant": ("no assistant",), "silent": ("silent audio",), "garbage": ("garbage segment",),
+           "beyond the end": ("beyond the end",), "malformed": ("malformed",), "unparsable": ("unparsable",),
+           "bad metadata": ("bad metadata",), "not a file": ("not a file",)}
 
 
 def scan(corpus, root, tmp_path, **options):
@@ -128,7 +130,8 @@ def test_ultrachat_original_release_shape(tmp_path):
     )
     res = scan("ultrachat", d, tmp_path)
     rows = pq.read_table(res.path).to_pylist()
-    assert [(r["id"], r["text"], r["response"]) for r in rows] == [("ultrachat:7", "How are you?", "Fine, thanks.")]
+    assert [(r["id"], r["text"], r["response"], r["dialogue"], r["turn"]) for r in rows] == [
+        ("ultrachat:7:0", "How are you?", "Fine, thanks.", "ultrachat:7", 0)]
     assert sorted(r["reason"] for r in res.rejects) == ["line is not a JSON object", "no assistant reply"]
 
 

@@ -1,23 +1,201 @@
-"""UltraChat: JSON Lines of conversations, either ``{"messages": [{"role", "content"}...]}``
-(HuggingFaceH4/ultrachat_200k) or ``{"id", "data": [user, assistant, ...]}`` (the original
-release). Text only: the first user message and the first assistant reply are kept.
-One work unit per file."""
+"""UltraChat: JSON Lines of multi-turn conversations, in either of its two published shapes:
+
+* ``{"prompt", "prompt_id", "messages": [{"role": "user"|"assistant", "content"}...]}``, the
+  HuggingFaceH4/ultrachat_200k shape (its card: "each entry using the following schema: prompt,
+  messages [{content, role}]"; the hub stores it as Parquet, so it is read here once exported
+  to JSON Lines, e.g. ``Dataset.to_json``);
+* ``{"id", "data": [user, assistant, user, assistant, ...]}``, the original thunlp/UltraChat
+  release (train_*.jsonl).
+
+One row per turn, in order: ``text`` = the user's message of that turn, ``response`` = the
+assistant's reply to it, ``dialogue`` = "ultrachat:<prompt_id or id>", ``turn`` = 0, 1, 2, ...,
+``id`` = "<dialogue>:<turn>". A turn whose user message is empty or that has no (or an empty)
+reply is a reject "ultrachat:<dialogue id>:<turn>"; the dialogue's other turns are kept with
+their own turn numbers (a gap shows where the rejected turn was). A dialogue with no usable turn
+is one reject "ultrachat:<dialogue id>" (its reason names each turn's fault, or is that fault
+when it has one turn); a line that is not JSON is a reject "ultrachat:<file>:<line>".
+``seen`` therefore counts turns, except that a line that yields no row counts once.
+
+Work units: one per file, or per ~64 MB byte range of a bigger file (option ``unit_mb``); the
+listing counts the lines of a file it splits, so reject ids keep their line numbers.
+
+This module also holds the helpers the other chat adapters (magpie, moss, gammacorpus) share:
+JSON Lines byte-range units, message pairing and per-turn rows/rejects.
+"""
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from .base import Adapter, LayoutError, Reject, clip_row, register_adapter
 
+# ---------------------------------------------------------------- shared by the chat adapters
+UNIT_MB = 64.0  # a JSON Lines file bigger than this is split into byte ranges of about this size
+READ_BLOCK = 16 * 2**20
 
+
+def unit_bytes(options: dict) -> int:
+    return max(1, int(float(options.get("unit_mb", UNIT_MB)) * 2**20))
+
+
+def jsonl_units(files: Iterable[Path], max_bytes: int) -> list[list]:
+    """Work units ``[path, start, end, first_line]`` over JSON Lines files: a file up to
+    ``max_bytes`` is one unit (end -1: to the end); a bigger one is cut at line starts about
+    every ``max_bytes``, and its lines are counted (one sequential read, no parsing) so every
+    unit knows the number of its first line."""
+    units: list[list] = []
+    for path in files:
+        size = path.stat().st_size
+        if size <= max_bytes:
+            units.append([str(path), 0, -1, 1])
+            continue
+        cuts = [0]
+        with open(path, "rb") as f:
+            at = max_bytes
+            while at < size:
+                f.seek(at - 1)
+                f.readline()  # to the start of the first line at or after `at`
+                p = f.tell()
+                if p >= size:
+                    break
+                cuts.append(p)
+                at = p + max_bytes
+            line = 1
+            f.seek(0)
+            for k, start in enumerate(cuts):
+                end = cuts[k + 1] if k + 1 < len(cuts) else -1
+                units.append([str(path), start, end, line])
+                if end < 0:
+                    break
+                left = end - start
+                while left > 0:
+                    block = f.read(min(left, READ_BLOCK))
+                    if not block:
+                        break
+                    line += block.count(b"\n")
+                    left -= len(block)
+    return units
+
+
+def jsonl_lines(unit: list) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw line) of the non-blank lines of one unit, streamed."""
+    path, start, end, line = unit
+    with open(path, "rb") as f:
+        f.seek(start)
+        pos = start
+        for raw in f:
+            if 0 <= end <= pos:
+                break
+            pos += len(raw)
+            if raw.strip():
+                yield line, raw
+            line += 1
+
+
+def parse_json(raw: bytes) -> tuple[Any, str]:
+    """A JSON Lines line -> (value, "") or (None, the reject reason)."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None, "line is not valid UTF-8"
+    try:
+        return json.loads(text), ""
+    except json.JSONDecodeError as exc:
+        return None, f"line is not JSON ({exc.msg})"
+
+
+def turn_problem(user: Any, reply: Any) -> str:
+    """Why a (user message, reply) pair cannot be a row; "" when it can."""
+    if user is None:
+        return "no user message before this assistant reply"
+    if not isinstance(user, str):
+        return f"user message is not text ({type(user).__name__})"
+    if not user.strip():
+        return "empty user message"
+    if reply is None:
+        return "no assistant reply"
+    if not isinstance(reply, str):
+        return f"assistant reply is not text ({type(reply).__name__})"
+    if not reply.strip():
+        return "empty assistant reply"
+    return ""
+
+
+def pair_messages(messages: Iterable[tuple[str | None, Any]]) -> tuple[list[str], list[tuple]]:
+    """(role, content) in order, roles "system", "user", "assistant" (anything else is a turn's
+    fault) -> (system texts, turns ``(turn, user, reply, why)``): each user message opens a turn
+    and the next assistant message is its reply."""
+    systems: list[str] = []
+    turns: list[list] = []
+    for role, content in messages:
+        if role == "system":
+            if isinstance(content, str) and content.strip():
+                systems.append(content.strip())
+        elif role == "user":
+            turns.append([content, None, ""])
+        elif role == "assistant" and turns and turns[-1][1] is None and not turns[-1][2] and turns[-1][0] is not None:
+            turns[-1][1] = content
+        elif role == "assistant":
+            turns.append([None, content, ""])
+        else:
+            turns.append([None, None, "message is not an object with a role" if role is None
+                          else f"message with unknown role {role!r}"])
+    return systems, [(i, u, r, why) for i, (u, r, why) in enumerate(turns)]
+
+
+def dialogue_items(corpus: str, did: str, turns: list[tuple], make_row: Callable[[int, str, str], dict]) -> list:
+    """A dialogue's rows and rejects, in turn order. ``turns``: ``(turn, user, reply, why)`` with
+    ``why`` a fault already found ("" if none); ``make_row(turn, user, reply)`` builds a row from
+    the stripped texts. A bad turn is a reject "<corpus>:<did>:<turn>"; a dialogue with no usable
+    turn is one reject "<corpus>:<did>"."""
+    if not turns:
+        return [Reject(f"{corpus}:{did}", "empty conversation: no messages")]
+    out: list = []
+    bad: list[tuple[int, str]] = []
+    for t, user, reply, why in turns:
+        why = why or turn_problem(user, reply)
+        if why:
+            bad.append((t, why))
+            out.append(Reject(f"{corpus}:{did}:{t}", why))
+        else:
+            out.append(make_row(t, user.strip(), reply.strip()))
+    if len(bad) == len(turns):
+        why = bad[0][1] if len(bad) == 1 else "no usable turn (" + "; ".join(f"turn {t}: {w}" for t, w in bad) + ")"
+        return [Reject(f"{corpus}:{did}", why)]
+    return out
+
+
+def chat_row(adapter: Adapter, did: str, turn: int, user: str, reply: str, language: str = "en",
+             attrs: dict | None = None, license: str | None = None) -> dict:
+    """One turn of a dialogue as a text clip row."""
+    dialogue = f"{adapter.corpus}:{did}"
+    return clip_row(id=f"{dialogue}:{turn}", corpus=adapter.corpus, kind="text", language=language, text=user,
+                    response=reply, license=license or adapter.license, split_group=dialogue, dialogue=dialogue,
+                    turn=int(turn), attrs=json.dumps(attrs or {}, ensure_ascii=False, sort_keys=True))
+
+
+def rel_stem(path: Path, root: Path) -> str:
+    """A file's path under the corpus root without its suffix ("data/train_0"): dialogue ids
+    built from it stay unique when several files number their conversations from 1."""
+    rel = path.relative_to(root) if path != root and root in path.parents else Path(path.name)
+    return rel.with_suffix("").as_posix()
+
+
+def rel_name(path: Path, root: Path) -> str:
+    return (path.relative_to(root) if path != root and root in path.parents else Path(path.name)).as_posix()
+
+
+# ---------------------------------------------------------------- UltraChat
 @register_adapter
 class UltraChat(Adapter):
     corpus = "ultrachat"
     kind = "text"
     license = "MIT"
-    provides = frozenset({"text", "response"})
-    expected_layout = "a folder of *.jsonl files, one conversation per line with 'messages' or 'data'"
+    version = "2"  # 2: one row per turn of a dialogue (was: the first exchange only)
+    provides = frozenset({"text", "response", "dialogue"})
+    expected_layout = ("a folder of *.jsonl files, one conversation per line with 'messages' "
+                       "[{role, content}...] (ultrachat_200k) or 'data' [user, assistant, ...] (original release)")
 
     def _files(self, root: Path) -> list[Path]:
         files = [root] if root.is_file() else sorted(root.rglob("*.jsonl"))
@@ -31,37 +209,31 @@ class UltraChat(Adapter):
     def listing_roots(self, root: Path, options: dict) -> list[Path]:
         return self._files(root)
 
-    def units(self, root: Path, options: dict) -> list[str]:
-        return [str(p) for p in self._files(root)]
+    def units(self, root: Path, options: dict) -> list[list]:
+        return jsonl_units(self._files(root), unit_bytes(options))
 
-    def scan_unit(self, root: Path, options: dict, unit: str) -> Iterator[dict | Reject]:
-        path = Path(unit)
-        with open(path, "rb") as f:
-            for lineno, raw in enumerate(f, 1):
-                if raw.strip():
-                    yield self._line(raw, f"{path.name}:{lineno}")
+    def scan_unit(self, root: Path, options: dict, unit: list) -> Iterator[dict | Reject]:
+        name = Path(unit[0]).name
+        for lineno, raw in jsonl_lines(unit):
+            yield from self._line(raw, f"{name}:{lineno}")
 
-    def _line(self, raw: bytes, where: str) -> dict | Reject:
-        try:
-            obj = json.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            return Reject(f"ultrachat:{where}", "line is not valid UTF-8")
-        except json.JSONDecodeError as exc:
-            return Reject(f"ultrachat:{where}", f"line is not JSON ({exc.msg})")
+    def _line(self, raw: bytes, where: str) -> list:
+        obj, why = parse_json(raw)
+        if why:
+            return [Reject(f"ultrachat:{where}", why)]
         if not isinstance(obj, dict):
-            return Reject(f"ultrachat:{where}", "line is not a JSON object")
-        cid = f"ultrachat:{obj.get('prompt_id') or obj.get('id') or where}"
-        if isinstance(obj.get("messages"), list):
-            user = next((m.get("content", "") for m in obj["messages"] if isinstance(m, dict) and m.get("role") == "user"), None)
-            reply = next((m.get("content", "") for m in obj["messages"] if isinstance(m, dict) and m.get("role") == "assistant"), None)
+            return [Reject(f"ultrachat:{where}", "line is not a JSON object")]
+        did = str(obj.get("prompt_id") or obj.get("id") or where)
+        msgs = obj.get("messages")
+        if isinstance(msgs, list):
+            systems, turns = pair_messages(
+                (m.get("role"), m.get("content")) if isinstance(m, dict) else (None, None) for m in msgs)
         elif isinstance(obj.get("data"), list):
-            user = obj["data"][0] if obj["data"] else None
-            reply = obj["data"][1] if len(obj["data"]) > 1 else None
+            data = obj["data"]
+            systems, turns = [], [(i, data[2 * i], data[2 * i + 1] if 2 * i + 1 < len(data) else None, "")
+                                  for i in range((len(data) + 1) // 2)]
         else:
-            return Reject(cid, "no 'messages' or 'data' field")
-        if not isinstance(user, str) or not user.strip():
-            return Reject(cid, "empty user message")
-        if not isinstance(reply, str) or not reply.strip():
-            return Reject(cid, "no assistant reply")
-        return clip_row(id=cid, corpus=self.corpus, kind="text", language="en", text=user.strip(),
-                        response=reply.strip(), license=self.license, split_group=cid)
+            return [Reject(f"ultrachat:{did}", "no 'messages' or 'data' list (missing conversation)")]
+        attrs = {"system_prompt": "\n".join(systems)} if systems else {}
+        return dialogue_items(self.corpus, did, turns,
+                              lambda t, user, reply: chat_row(self, did, t, user, reply, "en", attrs))
