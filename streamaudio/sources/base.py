@@ -20,6 +20,7 @@ A new corpus is one module in this folder::
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -92,6 +93,49 @@ class Reject:
     item: str
     reason: str
     stage: str = "source"
+
+
+# ---------------------------------------------------------------- languages
+_ISO639_2 = {"eng": "en", "deu": "de", "ger": "de", "fra": "fr", "fre": "fr", "spa": "es", "ita": "it",
+             "por": "pt", "rus": "ru", "zho": "zh", "chi": "zh", "jpn": "ja", "kor": "ko", "ara": "ar",
+             "hin": "hi", "nld": "nl", "dut": "nl", "pol": "pl", "tur": "tr", "swe": "sv", "ukr": "uk",
+             "ces": "cs", "cze": "cs", "vie": "vi", "tha": "th", "ind": "id", "fas": "fa", "per": "fa",
+             "heb": "he", "ell": "el", "gre": "el", "ron": "ro", "rum": "ro", "hun": "hu", "fin": "fi",
+             "dan": "da", "nor": "no", "cat": "ca", "ben": "bn", "tam": "ta", "urd": "ur", "msa": "ms",
+             "may": "ms", "swa": "sw"}
+_LANGUAGE_NAMES = {"english": "en", "german": "de", "french": "fr", "spanish": "es", "italian": "it",
+                   "portuguese": "pt", "russian": "ru", "chinese": "zh", "mandarin": "cmn", "cantonese": "yue",
+                   "japanese": "ja", "korean": "ko", "arabic": "ar", "hindi": "hi", "dutch": "nl", "polish": "pl",
+                   "turkish": "tr", "swedish": "sv", "ukrainian": "uk", "czech": "cs", "vietnamese": "vi",
+                   "thai": "th", "indonesian": "id", "persian": "fa", "hebrew": "he", "greek": "el",
+                   "romanian": "ro", "hungarian": "hu", "finnish": "fi", "danish": "da", "norwegian": "no",
+                   "catalan": "ca", "bengali": "bn", "tamil": "ta", "urdu": "ur", "malay": "ms", "swahili": "sw"}
+_TAG = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$")
+
+
+def bcp47(value: Any) -> str:
+    """A language as BCP-47 when it looks like an ISO code ("en_us" -> "en-US", "eng" -> "en",
+    "zh-hans-cn" -> "zh-Hans-CN"), a few common English names mapped ("English" -> "en"),
+    anything else as given (stripped); None -> ""."""
+    if value is None:
+        return ""
+    v = str(value).strip()
+    if not v:
+        return ""
+    if v.lower() in _LANGUAGE_NAMES:
+        return _LANGUAGE_NAMES[v.lower()]
+    if not _TAG.match(v):
+        return v
+    parts = re.split(r"[-_]", v)
+    out = [_ISO639_2.get(parts[0].lower(), parts[0].lower())]
+    for p in parts[1:]:
+        if len(p) == 2 and p.isalpha():
+            out.append(p.upper())  # region
+        elif len(p) == 4 and p.isalpha():
+            out.append(p.title())  # script
+        else:
+            out.append(p.lower())  # UN M.49 region, variants, extensions
+    return "-".join(out)
 
 
 def clip_row(**kw) -> dict:

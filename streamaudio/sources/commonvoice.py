@@ -55,29 +55,12 @@ from typing import Iterator
 
 import numpy as np
 
-from .base import Adapter, LayoutError, ProbeError, Reject, clip_row, probe_audio, register_adapter
+from .base import Adapter, LayoutError, ProbeError, Reject, bcp47, clip_row, probe_audio, register_adapter
 
 CLIP_TSVS = ("validated", "train", "dev", "test", "invalidated", "other")
 REQUIRED_COLUMNS = ("client_id", "path", "sentence")
 ROWS_PER_UNIT = 1000
 CV_LICENSE = "CC0-1.0"
-
-
-def bcp47(code: str) -> str:
-    """A Common Voice / CoVoST locale code as a BCP-47 tag: ``en`` -> ``en``, ``zh-CN`` stays,
-    ``sv_se`` -> ``sv-SE`` (language lower case, script title case, region upper case)."""
-    parts = [p for p in code.strip().replace("_", "-").split("-") if p]
-    if not parts:
-        return ""
-    out = [parts[0].lower()]
-    for p in parts[1:]:
-        if len(p) == 2 and p.isalpha():
-            out.append(p.upper())
-        elif len(p) == 4 and p.isalpha():
-            out.append(p.title())
-        else:
-            out.append(p.lower())
-    return "-".join(out)
 
 
 def is_locale_dir(d: Path) -> bool:

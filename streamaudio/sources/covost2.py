@@ -49,9 +49,8 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from .base import Adapter, LayoutError, ProbeError, Reject, clip_row, probe_audio, register_adapter
-from .commonvoice import (ROWS_PER_UNIT, bcp47, clip_file, clip_stem, is_locale_dir, line_chunks, read_header,
-                          read_lines)
+from .base import bcp47, Adapter, LayoutError, ProbeError, Reject, clip_row, probe_audio, register_adapter
+from .commonvoice import (ROWS_PER_UNIT, clip_file, clip_stem, is_locale_dir, line_chunks, read_header, read_lines)
 
 TSV_NAME = re.compile(r"^covost_v2\.(?P<src>[A-Za-z]+(?:-[A-Za-z0-9]+)*)_(?P<tgt>[A-Za-z]+(?:-[A-Za-z0-9]+)*)"
                       r"(?:\.(?P<split>train|dev|test))?\.tsv$")

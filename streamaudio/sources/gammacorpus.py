@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .base import Adapter, LayoutError, Reject, register_adapter
-from .ultrachat import chat_row, dialogue_items, jsonl_lines, jsonl_units, parse_json, rel_name, rel_stem, unit_bytes
+from ._chat import chat_row, dialogue_items, jsonl_lines, jsonl_units, parse_json, rel_name, rel_stem, unit_bytes
 
 
 @register_adapter

@@ -29,9 +29,8 @@ from itertools import islice
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
-from .audiofolder import (DEFAULT_LICENSE, AudioFolder, attrs_json, bcp47, check_option_keys, generic_kind,
-                          generic_license, visible_walk)
-from .base import ANY_KIND, Adapter, AudioInfo, LayoutError, ProbeError, Reject, clip_row, probe_audio, register_adapter
+from .audiofolder import (DEFAULT_LICENSE, AudioFolder, attrs_json, check_option_keys, generic_kind, generic_license, visible_walk)
+from .base import bcp47, ANY_KIND, Adapter, AudioInfo, LayoutError, ProbeError, Reject, clip_row, probe_audio, register_adapter
 
 LINES_PER_UNIT = 500
 END_TOLERANCE_S = 0.025  # lhotse's default audio duration mismatch tolerance

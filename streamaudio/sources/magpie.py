@@ -39,7 +39,7 @@ from typing import Any, Iterator
 import pyarrow.parquet as pq
 
 from .base import Adapter, LayoutError, Reject, register_adapter
-from .ultrachat import (chat_row, dialogue_items, jsonl_lines, jsonl_units, pair_messages, parse_json, rel_name,
+from ._chat import (chat_row, dialogue_items, jsonl_lines, jsonl_units, pair_messages, parse_json, rel_name,
                         rel_stem, unit_bytes)
 
 FACTS = ("uuid", "conversation_id", "model", "task_category", "other_task_category", "difficulty", "input_quality",

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .base import Adapter, LayoutError, Reject, register_adapter
-from .ultrachat import (chat_row, dialogue_items, jsonl_lines, jsonl_units, pair_messages, parse_json, rel_name,
+from ._chat import (chat_row, dialogue_items, jsonl_lines, jsonl_units, pair_messages, parse_json, rel_name,
                         rel_stem, unit_bytes)
 
 ROLE_MARK = re.compile(r"^\s*<\|(?:Human|MOSS|Inner Thoughts|Commands|Results)\|>:\s*")
