@@ -14,7 +14,8 @@ class AudioReadError(ValueError):
 
 
 def load_clip(clip: dict, start_s: float = 0.0, dur_s: float | None = None) -> np.ndarray:
-    """The clip's audio from ``start_s`` (after the row's offset_s) as 16 kHz mono float32."""
+    """The clip's audio from ``start_s`` (after the row's offset_s) as 16 kHz mono float32: its
+    ``channel`` when the row names one, else every channel mixed down."""
     sr = int(clip["sample_rate"])
     first = int(round((clip["offset_s"] + start_s) * sr))
     avail = clip["duration_s"] - start_s
@@ -31,7 +32,10 @@ def load_clip(clip: dict, start_s: float = 0.0, dur_s: float | None = None) -> n
         raise AudioReadError(f"{clip['id']}: manifest says {sr} Hz but the file is {file_sr} Hz")
     if len(x) < frames - 1:
         raise AudioReadError(f"{clip['id']}: file ends {(frames - len(x)) / sr:.3f}s early")
-    x = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
+    ch = int(clip.get("channel", -1) if clip.get("channel") is not None else -1)
+    if ch >= x.shape[1]:
+        raise AudioReadError(f"{clip['id']}: channel {ch} asked for, the file has {x.shape[1]}")
+    x = x[:, ch] if ch >= 0 else (x.mean(axis=1) if x.shape[1] > 1 else x[:, 0])
     if sr != SAMPLE_RATE:
         x = soxr.resample(x, sr, SAMPLE_RATE)
     return np.ascontiguousarray(x, dtype=np.float32)

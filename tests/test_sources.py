@@ -183,3 +183,19 @@ def test_a_sparse_clip_is_not_mistaken_for_silence(tmp_path):
     sf.write(tmp_path / "silence.wav", np.zeros_like(x), 16000)
     with pytest.raises(ProbeError, match="digital silence"):
         probe_audio(tmp_path / "silence.wav")
+
+
+def test_a_truncated_wav_is_caught_though_libsndfile_would_read_it_short(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from streamaudio.sources.base import ProbeError, probe_audio
+
+    sf.write(tmp_path / "ok.wav", (np.random.default_rng(0).standard_normal(48000) * 0.1).astype(np.float32), 16000,
+             subtype="PCM_16")
+    data = (tmp_path / "ok.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[: len(data) // 3])
+    assert sf.info(str(tmp_path / "cut.wav")).frames > 0  # what a plain probe would accept
+    assert probe_audio(tmp_path / "ok.wav").frames == 48000
+    with pytest.raises(ProbeError, match="truncated audio: the WAV header declares 96000 bytes"):
+        probe_audio(tmp_path / "cut.wav")

@@ -48,29 +48,6 @@ def speaker_of(utt: bytes) -> str:
     return m.group().decode() if m else ""
 
 
-def wav_shortfall(path: Path) -> tuple[int, int] | None:
-    """(bytes the RIFF header declares for the samples, bytes the file holds) when a WAV file
-    ends before its data chunk does, else None. libsndfile silently reads a truncated WAV as a
-    shorter one, so an interrupted unpack would otherwise pass as a clip that no longer matches
-    its transcript."""
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            return None  # not RIFF/WAVE: probe_audio judges it
-        pos = 12
-        while True:
-            f.seek(pos)
-            ch = f.read(8)
-            if len(ch) < 8:
-                return None
-            n = int.from_bytes(ch[4:], "little")
-            if ch[:4] == b"data":
-                have = size - pos - 8
-                return (n, have) if n != 0xFFFFFFFF and have < n else None
-            pos += 8 + n + (n & 1)
-
-
 def join_words(words: list[str]) -> str:
     """Segmented Chinese -> running text: no spaces, except between two Latin/digit tokens."""
     out = ""
@@ -188,13 +165,8 @@ class Aishell(Adapter):
                 continue
             try:
                 info = probe_audio(path)
-                short = wav_shortfall(path)
             except ProbeError as exc:
                 yield Reject(cid, str(exc))
-                continue
-            if short:
-                yield Reject(cid, f"truncated audio: the WAV header declares {short[0]} bytes of samples, "
-                             f"the file holds {short[1]}")
                 continue
             yield clip_row(
                 id=cid, corpus=self.corpus, kind="speech", path=str(path.resolve()),

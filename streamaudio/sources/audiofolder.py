@@ -304,6 +304,9 @@ class AudioFolder(Adapter):
     KINDS = ("speech", "sound", "music", "noise", "rir")
 
     # -------------------------------------------------------------- options
+    def license_for(self, options: dict) -> str:
+        return generic_license(options)
+
     def kind_for(self, options: dict) -> str:
         return generic_kind(self.corpus, options, self.expected_layout, self.KINDS)
 

@@ -64,6 +64,9 @@ CLIP_SCHEMA = pa.schema(
         # speech translation (CoVoST 2): the text in another language; "" otherwise
         pa.field("translation", pa.string()),
         pa.field("translation_language", pa.string()),
+        # the file's channel this clip is (0-based: a multi-channel RIR file, one microphone of a
+        # recording); -1: all channels, mixed down
+        pa.field("channel", pa.int32()),
         pa.field("attrs", pa.string()),  # JSON object of corpus-specific facts ("{}" if none)
     ]
 )
@@ -145,7 +148,7 @@ def clip_row(**kw) -> dict:
         "sample_rate": 0, "language": "", "text": "", "text_by": "", "speaker": "", "labels": [], "caption": "",
         "license": "", "split_group": "", "words": [], "words_by": "", "active_start_s": -1.0, "active_end_s": -1.0,
         "response": "", "dialogue": "", "turn": -1, "translation": "", "translation_language": "",
-        "attrs": "{}",
+        "channel": -1, "attrs": "{}",
     }
     unknown = set(kw) - set(row)
     if unknown:
@@ -181,20 +184,26 @@ def probe_audio(path: Path, tail_s: float = 0.25, check_level: bool = True) -> A
         raise ProbeError("audio file missing") from None
     if size == 0:
         raise ProbeError("empty audio file (0 bytes)")
+    short = wav_shortfall(path)
+    if short:
+        raise ProbeError(f"truncated audio: the WAV header declares {short[0]} bytes of samples, "
+                         f"the file holds {short[1]}")
     try:
-        info = sf.info(str(path))
+        f = sf.SoundFile(str(path))  # opened once: setting up a decoder (Vorbis, Opus) is the cost
     except Exception as exc:  # libsndfile raises several types
         raise ProbeError(f"corrupt audio: cannot read header ({_short(exc)})") from None
+    info = AudioInfo(f.samplerate, f.frames, f.channels)
     if info.frames <= 0:
+        f.close()
         raise ProbeError("audio has no samples")
-    want = min(info.frames, max(1, int(tail_s * info.samplerate)))
+    want = min(info.frames, max(1, int(tail_s * info.sample_rate)))
     try:
-        with sf.SoundFile(str(path)) as f:
+        with f:
             f.seek(info.frames - want)
             got = f.read(want, dtype="float32", always_2d=True)
             loudest = _mean_square(got)
             if check_level and loudest < _SILENT_MS:
-                n = max(1, int(PROBE_S * info.samplerate))
+                n = max(1, int(PROBE_S * info.sample_rate))
                 for k in range(1, LEVEL_PROBES + 1):
                     f.seek(max(0, int((info.frames - n) * k / (LEVEL_PROBES + 1))))
                     loudest = max(loudest, _mean_square(f.read(n, dtype="float32", always_2d=True)))
@@ -210,7 +219,30 @@ def probe_audio(path: Path, tail_s: float = 0.25, check_level: bool = True) -> A
             db = 10 * np.log10(whole + 1e-20)
             what = "digital silence" if whole == 0 else f"near-silent: loudest 0.25 s at {db:.0f} dBFS"
             raise ProbeError(f"silent audio ({what}, under {SILENCE_DBFS:.0f} dBFS throughout)")
-    return AudioInfo(info.samplerate, info.frames, info.channels)
+    return info
+
+
+def wav_shortfall(path: Path) -> tuple[int, int] | None:
+    """(bytes the RIFF header declares for the samples, bytes the file holds) when a WAV file
+    ends before its data chunk does, else None. libsndfile silently reads a truncated WAV as a
+    shorter one, so an interrupted unpack would otherwise pass as a clip that no longer matches
+    its transcript."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None  # not RIFF/WAVE: probe_audio judges it
+        pos = 12
+        while True:
+            f.seek(pos)
+            ch = f.read(8)
+            if len(ch) < 8:
+                return None
+            n = int.from_bytes(ch[4:], "little")
+            if ch[:4] == b"data":
+                have = size - pos - 8
+                return (n, have) if n != 0xFFFFFFFF and have < n else None
+            pos += 8 + n + (n & 1)
 
 
 _SILENT_MS = 10 ** (SILENCE_DBFS / 10)  # mean square at SILENCE_DBFS
@@ -287,6 +319,10 @@ class Adapter:
 
     def provides_for(self, options: dict) -> frozenset[str]:
         return self.provides
+
+    def license_for(self, options: dict) -> str:
+        """The licence the build reports for this source (generic adapters: the catalog says)."""
+        return self.license
 
     def check_layout(self, root: Path, options: dict) -> None:
         """Raise LayoutError (naming expected_layout) when ``root`` is not this corpus."""

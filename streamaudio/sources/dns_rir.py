@@ -30,7 +30,8 @@ other way round): rows keep the sample rate of the file found. Without a table, 
 
 Rows: kind "rir", one per table row: id ``dns_rir:slr26-<size>-Room<NNN>-<NNNNN>-ch<c>`` or
 ``dns_rir:slr28-<file stem>-ch<c>``; attrs: source (SLR26 or SLR28), room, channel (1-based,
-the channel this row is; load_clip mixes a file's channels, see the report), t60_s, c50_db,
+the channel this row is; the row's ``channel`` column is the same, 0-based, and rendering reads
+only that channel), t60_s, c50_db,
 real. split_group is the room (``dns_rir:slr26:<size>/Room<NNN>``; for SLR28 the room parsed
 from the name: REVERB ``<size>room<N>``, RWCP ``<array>_<room code>``, AIR ``<room>``; else the
 file): responses of one room never straddle a split. Licence: Apache 2.0 (OpenSLR 26, 28).
@@ -252,6 +253,7 @@ class DnsRir(Adapter):
                 id=rec["id"], corpus=self.corpus, kind="rir", path=str(path.resolve()),
                 duration_s=info.duration_s, sample_rate=info.sample_rate, license=self.license,
                 split_group=f"{self.corpus}:{rec['source'].lower() or 'other'}:{rec['room']}",
+                channel=int(rec["channel"]) - 1,  # the table's channels are 1-based
                 attrs=json.dumps(attrs, sort_keys=True),
             )
 

@@ -147,6 +147,9 @@ class HuggingFace(Adapter):
     OPTIONS = BASE_OPTIONS + COLUMN_OPTIONS + ("format", "splits", "audio_column", "extract_dir")
 
     # -------------------------------------------------------------- options
+    def license_for(self, options: dict) -> str:
+        return generic_license(options)
+
     def kind_for(self, options: dict) -> str:
         return generic_kind(self.corpus, options, self.expected_layout)
 

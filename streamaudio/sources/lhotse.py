@@ -108,6 +108,9 @@ class Lhotse(Adapter):
     KINDS = AudioFolder.KINDS
 
     # -------------------------------------------------------------- options
+    def license_for(self, options: dict) -> str:
+        return generic_license(options)
+
     def kind_for(self, options: dict) -> str:
         return generic_kind(self.corpus, options, self.expected_layout, self.KINDS)
 
@@ -399,11 +402,14 @@ class _Context:
         rid = rec.get("id") or ""
         attrs = {"recording_id": rid, "gender": sup.get("gender"), "custom": sup.get("custom"),
                  "cut_id": cut_id, "manifest": self.manifest}
-        if sup.get("channel") is not None and info.channels > 1:
-            attrs["channel"] = sup.get("channel")  # the renderer mixes all of the file's channels
+        channel = -1  # the whole file, mixed, unless the supervision is one channel of a multi-channel file
+        if isinstance(sup.get("channel"), int) and info.channels > 1 and sup["channel"] in _channels:
+            attrs["channel"] = sup["channel"]
+            channel = _channels.index(sup["channel"])  # lhotse numbers a recording's channels; this is the file's
         group = f"lhotse:speaker:{speaker}" if speaker else f"lhotse:recording:{rid}"
         return clip_row(
             id=cid, corpus="lhotse", kind=self.kind, path=str(path.resolve()), offset_s=round(offset, 6),
             duration_s=round(dur, 6), sample_rate=info.sample_rate, language=bcp47(sup.get("language")) or self.language,
-            text=text, speaker=speaker, license=self.license, split_group=group, attrs=attrs_json(attrs),
+            text=text, speaker=speaker, license=self.license, split_group=group, channel=channel,
+            attrs=attrs_json(attrs),
         )

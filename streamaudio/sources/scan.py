@@ -83,7 +83,7 @@ class Scan(SourceStage):
     """Read the corpus in its published layout (always the first stage)."""
     name = "source"
     order = 0
-    version = "3"  # 3: clip rows gained dialogue, turn, translation columns
+    version = "4"  # 3: clip rows gained dialogue, turn, translation columns; 4: channel
 
     def cache_config(self, state: SourceState, env: BuildEnv) -> Any:
         adapter = get_adapter(state.spec.corpus)
@@ -107,6 +107,6 @@ class Scan(SourceStage):
         for r in rejects:
             state.reject(r["stage"], r["item"], r["reason"])
         state.report.update({"corpus": adapter.corpus, "root": str(state.spec.root), "seen": table.num_rows + len(rejects),
-                             "license": adapter.license})
+                             "license": adapter.license_for(state.spec.options)})
         state.kind = adapter.kind_for(state.spec.options)
         state.provides = set(adapter.provides_for(state.spec.options))
