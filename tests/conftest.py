@@ -63,6 +63,8 @@ FIXTURE_POOLS = {
     "spoken": ("speech", {"text", "speaker", "words", "response"}),
     "sound": ("sound", {"labels", "active_span"}),
     "noise": ("noise", set()),
+    "music": ("music", {"labels"}),
+    "rir": ("rir", set()),
     "text": ("text", {"text", "response"}),
 }
 
@@ -83,8 +85,10 @@ def clip_pools(fixture_root, tmp_path_factory) -> dict[str, list[dict]]:
     tmp = tmp_path_factory.mktemp("pools")
     truths = json.loads((fixture_root / "_truth" / "faults.json").read_text())
     out = {}
-    for name, corpus in [("librispeech", "librispeech"), ("sound", "audioset"), ("noise", "musan"), ("text", "ultrachat")]:
-        res = write_manifest(get_adapter(corpus), fixture_root / truths[corpus]["root"], tmp / f"{name}.parquet")
+    for name, corpus in [("librispeech", "librispeech"), ("sound", "audioset"), ("noise", "musan"), ("text", "ultrachat"),
+                         ("music", "fma"), ("rir", "dns_rir")]:
+        res = write_manifest(get_adapter(corpus), fixture_root / truths[corpus]["root"], tmp / f"{name}.parquet",
+                             truths[corpus].get("options"))
         out[name] = pq.read_table(res.path).to_pylist()
     truth = {j["id"]: j["words"] for j in map(json.loads, (fixture_root / "_truth" / "librispeech_words.jsonl").read_text().splitlines())}
     out["aligned"] = [{**r, "words": truth[r["id"].split(":", 1)[1]], "words_by": "fixture-truth"} for r in out["librispeech"]]

@@ -190,8 +190,9 @@ def run_shard(task: ShardTask, tables: dict, pool_data: dict[str, PoolData]) -> 
             if row["provenance"][k]:
                 prov[k].add(row["provenance"][k].split("/")[0])
         prov["languages"].add(row["language"])
-        for seg in stored["segments"]:  # drawn clips, by the catalog source whose pool handed them out
-            cid, corpus = seg["clip"]["id"], seg["clip"]["corpus"]
+        # drawn clips (and rooms), by the catalog source whose pool handed them out
+        for clip in [c for seg in stored["segments"] for c in (seg["clip"], seg.get("rir")) if c]:
+            cid, corpus = clip["id"], clip["corpus"]
             srcs = next((task.pools[p] for p, pool in pools.items() if cid in pool.handed), [corpus])
             clips.setdefault(next((s for s in srcs if task.source_corpus.get(s) == corpus), srcs[0]), set()).add(cid)
     out = Path(task.out_path)
