@@ -38,9 +38,14 @@ def main() -> None:
         shutil.rmtree(base, ignore_errors=True)
         small = write_all(base / "probe", only=[corpus])[corpus]
         scale = max(1, math.ceil(args.items / max(1, small["good"])))
-        t0 = time.perf_counter()
-        truth = write_all(base / "big", scale=scale, only=[corpus])[corpus]
-        write_s = time.perf_counter() - t0
+        while True:  # a writer's items do not always grow exactly with its scale (dialogues, turns)
+            shutil.rmtree(base / "big", ignore_errors=True)
+            t0 = time.perf_counter()
+            truth = write_all(base / "big", scale=scale, only=[corpus])[corpus]
+            write_s = time.perf_counter() - t0
+            if truth["good"] >= args.items:
+                break
+            scale = math.ceil(scale * args.items / max(1, truth["good"]) * 1.02)
         adapter = get_adapter(corpus)
         c0, w0 = time.process_time(), time.perf_counter()
         res = write_manifest(adapter, base / "big" / truth["root"], base / "manifest.parquet", truth.get("options", {}))

@@ -173,7 +173,7 @@ LEVEL_PROBES = 4
 PROBE_S = 0.05
 
 
-def probe_audio(path: Path, tail_s: float = 0.25, check_level: bool = True) -> AudioInfo:
+def probe_audio(path: Path, tail_s: float = 0.1, check_level: bool = True) -> AudioInfo:
     """Header check, a read of the file's last ``tail_s`` and (``check_level``) of a few short
     blocks spread over it: catches empty, garbage, truncated and silent files without decoding
     the whole file (a 2-hour file costs what a 10-second one does). Only a file that sounds
