@@ -66,6 +66,7 @@ class LibriSpeech(Adapter):
                 except UnicodeDecodeError:
                     texts[key.decode("ascii", "replace")] = None
         flacs = sorted(d.glob("*.flac"))
+        folder = str(d.resolve())  # once per chapter, not per file
         for path in flacs:
             utt = path.stem
             cid = f"librispeech:{utt}"
@@ -85,7 +86,7 @@ class LibriSpeech(Adapter):
                 yield Reject(cid, str(exc))
                 continue
             yield clip_row(
-                id=cid, corpus=self.corpus, kind="speech", path=str(path.resolve()),
+                id=cid, corpus=self.corpus, kind="speech", path=f"{folder}/{path.name}",
                 duration_s=info.duration_s, sample_rate=info.sample_rate, language="en", text=text,
                 speaker=speaker, license=self.license, split_group=f"librispeech:{speaker}",
                 caption=subset,
