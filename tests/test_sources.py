@@ -199,3 +199,21 @@ def test_a_truncated_wav_is_caught_though_libsndfile_would_read_it_short(tmp_pat
     assert probe_audio(tmp_path / "ok.wav").frames == 48000
     with pytest.raises(ProbeError, match="truncated audio: the WAV header declares 96000 bytes"):
         probe_audio(tmp_path / "cut.wav")
+
+
+@pytest.mark.parametrize("rows_per_unit", [1, 3])
+def test_hf_units_span_row_groups_without_losing_or_repeating_rows(fixture_root, tmp_path, monkeypatch, rows_per_unit):
+    """hf units are runs of consecutive row groups / record batches; the rows (and their row
+    numbers) must not depend on how the runs are cut."""
+    from streamaudio.sources import hf
+
+    truth = json.loads((fixture_root / "_truth" / "faults.json").read_text())["hf"]
+    root, options = fixture_root / truth["root"], truth.get("options", {})
+    whole = pq.read_table(scan("hf", root, tmp_path / "whole", **options).path).to_pylist()
+    monkeypatch.setattr(hf, "ROWS_PER_UNIT", rows_per_unit)
+    units = get_adapter("hf").units(root, options)
+    assert max(u["batches"][1] - u["batches"][0] for u in units) >= 1
+    cut = pq.read_table(scan("hf", root, tmp_path / "cut", **options).path).to_pylist()
+    key = lambda r: r["id"]  # noqa: E731
+    assert sorted(cut, key=key) == sorted(whole, key=key)
+    assert len(units) > len({u["rel"] for u in units})  # the fixture's files do hold several groups
