@@ -43,6 +43,7 @@ bench: setup
 	$(PY) benchmarks/bench_pools.py
 	$(PY) benchmarks/bench_align.py
 	$(PY) benchmarks/bench_llm.py
+	$(PY) benchmarks/bench_scan.py
 
 clean:
 	rm -rf build
