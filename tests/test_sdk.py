@@ -133,7 +133,7 @@ def test_editing_render_code_invalidates_every_shard(built, monkeypatch):
     real = recipes._source_bytes
     for module, affected in [("render/mix.py", None), ("render/label.py", None), ("audio.py", None),
                              (str(REPO / "recipes" / "asr_incremental.py"), {"asr_incremental"}),
-                             (str(REPO / "recipes" / "_speech.py"), {"asr_utterance", "asr_noisy"})]:
+                             (str(REPO / "recipes" / "_speech.py"), {"asr_utterance", "asr_noisy", "asr_incremental"})]:
         target = Path(module) if module.startswith("/") else recipes.PACKAGE_ROOT / module
         monkeypatch.setattr(recipes, "_source_bytes",
                             lambda p, t=target: real(p) + (b"\n# edited\n" if Path(p) == t else b""))
