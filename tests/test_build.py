@@ -161,6 +161,22 @@ def test_split_counts_and_group_splits():
     assert sum(bigger[g] != a[g] for g in a) <= 2  # adding a group barely moves the others
 
 
+def test_template_rows_are_in_every_split_and_the_others_in_one():
+    import pyarrow as pa
+
+    from streamaudio.build.builder import split_table
+    from streamaudio.sources import CLIP_SCHEMA, clip_row
+
+    rows = [clip_row(id=f"c{i}", split_group=f"spk{i % 7}") for i in range(40)]
+    rows += [clip_row(id=f"p{k}", split_group=f"*prompts#voice={k}") for k in range(3)]
+    parts = split_table(pa.Table.from_pylist(rows, CLIP_SCHEMA), {"train": 0.8, "validation": 0.1, "test": 0.1})
+    ids = {s: set(t.column("id").to_pylist()) for s, t in parts.items()}
+    for s in ids:
+        assert {"p0", "p1", "p2"} <= ids[s] and len(ids[s]) > 3  # templates everywhere, and some own rows
+    own = [ids[s] - {"p0", "p1", "p2"} for s in ids]
+    assert sum(map(len, own)) == 40 and not (own[0] & own[1] or own[0] & own[2] or own[1] & own[2])
+
+
 def test_sources_from_a_shared_file_under_one_data_root(tmp_path, fixture_root, monkeypatch):
     shared = tmp_path / "sources.yaml"
     shared.write_text(yaml.safe_dump({

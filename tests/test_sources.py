@@ -11,7 +11,8 @@ REASONS = {"corrupt": ("corrupt", "truncated"), "empty": ("empty",), "no transcr
            "not UTF-8": ("UTF-8",), "missing": ("missing",), "not JSON": ("not JSON",),
            "no assistant": ("no assistant",), "silent": ("silent audio",), "garbage": ("garbage segment",),
            "beyond the end": ("beyond the end",), "malformed": ("malformed",), "unparsable": ("unparsable",),
-           "bad metadata": ("bad metadata",), "not a file": ("not a file",)}
+           "bad metadata": ("bad metadata",), "not a file": ("not a file",), "not YAML": ("not YAML",),
+           "bad template": ("names [", "not in the intent's values", "without templates")}
 
 
 def scan(corpus, root, tmp_path, **options):

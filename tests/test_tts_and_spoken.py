@@ -93,6 +93,17 @@ def test_speak_row_is_cached_by_content(tmp_path, monkeypatch):
     assert a["words"][-1]["text"] == "Everest?" and a["words"][-1]["end_s"] <= a["duration_s"]
 
 
+
+def test_a_voice_slot_group_gets_that_voice():
+    from streamaudio.speech.tts import pick_for_group
+
+    voices = [Voice("en-us"), Voice("en"), Voice("en+f3")]
+    assert [pick_for_group(voices, f"*prompts#voice={k}").name for k in range(4)] == ["en-us", "en", "en+f3", "en-us"]
+    # any other group: by hash, stable
+    assert pick_for_group(voices, "dialogue-1") == pick_for_group(voices, "dialogue-1")
+    assert len({pick_for_group(voices, f"d{i}").name for i in range(30)}) == 3
+
+
 def test_every_voice_in_the_table_exists():
     import yaml
 

@@ -95,17 +95,23 @@ def assign_splits(groups: list[str], fractions: dict[str, float]) -> dict[str, s
     return out
 
 
+SHARED_GROUP = "*"  # a split group starting with this is in every split (templates: spoken prompts)
+
+
 def split_table(table: pa.Table, fractions: dict[str, float]) -> dict[str, pa.Table]:
     """A clip table's rows by split, in manifest order (vectorised: one Python step per source
-    group, not per row; the table's chunks are kept, so the splits together are one copy)."""
+    group, not per row; the table's chunks are kept, so the splits together are one copy).
+    Rows whose split group starts with ``*`` carry no content of their own (instruction
+    templates) and are in every split."""
     if table.num_rows == 0:
         return {s: table for s in SPLITS}
     groups = table.column("split_group")
-    uniq = pc.unique(groups)
-    assign = assign_splits(uniq.to_pylist(), fractions)
-    code = np.array([SPLITS.index(assign[g]) for g in uniq.to_pylist()], dtype=np.int8)
-    per_row = code[pc.index_in(groups, value_set=uniq).to_numpy()]
-    return {s: table.filter(pa.array(per_row == i)) for i, s in enumerate(SPLITS)}
+    uniq = pc.unique(groups).to_pylist()
+    own = [g for g in uniq if not g.startswith(SHARED_GROUP)]
+    assign = assign_splits(own, fractions)
+    code = np.array([SPLITS.index(assign[g]) if g in assign else -1 for g in uniq], dtype=np.int8)
+    per_row = code[pc.index_in(groups, value_set=pa.array(uniq, groups.type)).to_numpy()]
+    return {s: table.filter(pa.array((per_row == i) | (per_row == -1))) for i, s in enumerate(SPLITS)}
 
 
 def pool_splits(sources, by_split: dict) -> dict[str, pa.Table]:

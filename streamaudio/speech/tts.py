@@ -34,8 +34,17 @@ class TTSConfig:
         return self.backend == "espeak"
 
 
+VOICE_SLOT = "#voice="
+
+
 def pick_for_group(options: list, group: str):
-    """One option per source group (a speaker, a conversation), stable across builds."""
+    """One option per source group (a speaker, a conversation), stable across builds. A group
+    that names a voice slot (``...#voice=<k>``, the spoken prompts) gets option k: so every
+    voice speaks each prompt, and a recipe can match a prompt to its episode's user voice."""
+    if VOICE_SLOT in group:
+        k = group.rsplit(VOICE_SLOT, 1)[1]
+        if k.isdigit():
+            return options[int(k) % len(options)]
     h = int.from_bytes(hashlib.sha256(group.encode()).digest()[:4], "little")
     return options[h % len(options)]
 
