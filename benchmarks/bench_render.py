@@ -24,35 +24,26 @@ import soundfile as sf
 
 from streamaudio.build.shards import shard_schema, write_parquet
 from streamaudio.fixtures import write_all
+from streamaudio.fixtures.pools import fixture_pools, pool_for
 from streamaudio.plan import PlanContext, Pool, episode_seed, load_recipes
 from streamaudio.plan.store import plan_from_dict, plan_sha, plan_to_dict
 from streamaudio.render.label import episode_violations, label_turns
 from streamaudio.render.mix import render
-from streamaudio.sources import get_adapter, write_manifest
-from streamaudio.speech.espeak import load_voices
-from streamaudio.speech.spoken import pick_voice, speak_row
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def pools(fixtures: Path, work: Path) -> dict[str, list[dict]]:
+def recipe_pools(recipe, pools: dict[str, list[dict]]) -> dict[str, Pool]:
+    """Each pool of a recipe drawn from the fixture pool that fits it (as the conformance
+    suite does); an optional pool no fixture gives is left out."""
     out = {}
-    for name, corpus, sub in [("speech", "librispeech", ""), ("sound", "audioset", ""), ("noise", "musan", ""),
-                              ("text", "ultrachat", "ultrachat")]:
-        res = write_manifest(get_adapter(corpus), fixtures / sub, work / f"{name}.parquet")
-        out[name] = pq.read_table(res.path).to_pylist()
-    voices = load_voices()
-    out["spoken"] = [speak_row(r, pick_voice(voices, r["split_group"]), work / "tts") for r in out["text"]]
-    truth = {j["id"]: j["words"] for j in map(json.loads, (fixtures / "_truth" / "librispeech_words.jsonl").read_text().splitlines())}
-    out["aligned"] = [{**r, "words": truth[r["id"].split(":", 1)[1]]} for r in out["speech"]]
+    for name, spec in recipe.pool_specs().items():
+        try:
+            out[name] = Pool(name, pools[pool_for(spec)])
+        except LookupError:
+            if not spec.optional:
+                raise
     return out
-
-
-MAPPING = {"asr_utterance": {"speech": "speech", "noise": "noise"},
-           "asr_noisy": {"speech": "speech", "noise": "noise"},
-           "asr_incremental": {"speech": "aligned", "noise": "noise"},
-           "proactive_household": {"events": "sound", "noise": "noise"},
-           "chat_single_turn": {"speech": "spoken", "noise": "noise"}}
 
 
 def main() -> None:
@@ -61,23 +52,25 @@ def main() -> None:
     ap.add_argument("--fixtures", type=Path, default=REPO / "build" / "fixtures")
     ap.add_argument("--out", type=Path, default=REPO / "build" / "bench")
     ap.add_argument("--repeats", type=int, default=5, help="timed passes per recipe; the median is reported")
+    ap.add_argument("--recipe", action="append", help="only these sub-tasks (default: every registered recipe)")
     args = ap.parse_args()
     if not (args.fixtures / "_truth" / "faults.json").exists():
         write_all(args.fixtures)
     args.out.mkdir(parents=True, exist_ok=True)
-    p = pools(args.fixtures, args.out)
+    p = fixture_pools(args.fixtures, args.out / "pools")
     recipes = load_recipes()
+    subtasks = args.recipe or sorted(recipes)
     shard_schema()  # one-off per worker process (imports `datasets`); not a per-episode cost
     results = {}
-    for st, mapping in MAPPING.items():
+    for st in subtasks:
         recipe = recipes[st]
-        tables = recipe.offline_tables()
+        rpools = recipe_pools(recipe, p)
+        tables = _tables(recipe, rpools)
         plans = []
-        recipe_pools = {k: Pool(k, p[v]) for k, v in mapping.items()}
         for i in range(args.episodes):
             eid = f"{st}-bench-{i:06d}"
             ctx = PlanContext(episode_id=eid, subtask=st, split="train", rng=np.random.default_rng(episode_seed(1, eid)),
-                              pools=recipe_pools, tables=tables)
+                              pools=rpools, tables=tables)
             plans.append((eid, json.loads(json.dumps(plan_to_dict(recipe.plan(ctx))))))
         passes = [_timed_pass(recipe, st, plans) for _ in range(args.repeats)]
         passes.sort(key=lambda p: sum(p[0].values()))
@@ -87,7 +80,7 @@ def main() -> None:
                        "x_realtime_per_core": round(audio_s / cpu, 1),
                        "x_realtime_range": [round(audio_s / sum(p[0].values()), 1) for p in (passes[-1], passes[0])],
                        "cpu_share": {k: round(v / cpu, 3) for k, v in t.items()}}
-    profile = _profile(recipes, p, args.episodes)
+    profile = _profile(recipes, subtasks, p, args.episodes)
     flac = _flac_levels(recipes, p)
     total_audio = sum(r["audio_s"] for r in results.values())
     total_cpu = sum(r["cpu_s"] for r in results.values())
@@ -157,16 +150,21 @@ def _profile_groups() -> dict:
             "Parquet write": [key(pq_mod.write_table)]}
 
 
-def _profile(recipes, p, episodes: int) -> dict:
+def _tables(recipe, rpools: dict[str, Pool]) -> dict:
+    """The recipe's tables resolved offline over these pools (providers may read them)."""
+    return recipe.offline_tables({k: {"train": pool.table} for k, pool in rpools.items()}, seed=1)
+
+
+def _profile(recipes, subtasks, p, episodes: int) -> dict:
     """Share of CPU (own time of the functions below each group) over one pass of every recipe."""
     import cProfile
     import pstats
 
     prof = cProfile.Profile()
-    for st, mapping in MAPPING.items():
+    for st in subtasks:
         recipe = recipes[st]
-        tables = recipe.offline_tables()
-        pools = {k: Pool(k, p[v]) for k, v in mapping.items()}
+        pools = recipe_pools(recipe, p)
+        tables = _tables(recipe, pools)
         plans = []
         for i in range(episodes):
             eid = f"{st}-profile-{i:06d}"
@@ -188,8 +186,8 @@ def _flac_levels(recipes, p) -> dict:
     """Encode the same mixes at FLAC level 0 (what the renderer writes) and at libsndfile's
     default: CPU per second of audio and bytes."""
     recipe = recipes["asr_utterance"]
-    tables = recipe.offline_tables()
-    pools = {k: Pool(k, p[v]) for k, v in MAPPING["asr_utterance"].items()}
+    pools = recipe_pools(recipe, p)
+    tables = _tables(recipe, pools)
     mixes = []
     for i in range(10):
         eid = f"flac-{i}"

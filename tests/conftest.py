@@ -23,8 +23,10 @@ def demo_catalog(tmp: Path, fixture_root: Path, **overrides) -> Path:
 
     cat = yaml.safe_load((REPO / "manifests" / "demo.yaml").read_text())
     for name, src in cat["sources"].items():
-        rel = Path(src["root"]).relative_to("../build/fixtures")
-        src["root"] = str(fixture_root / rel)
+        if src["root"].startswith("../build/fixtures"):
+            src["root"] = str(fixture_root / Path(src["root"]).relative_to("../build/fixtures"))
+        else:  # the toolkit's own tables (spoken prompts)
+            src["root"] = str(REPO / "manifests" / src["root"])
     cat.update(overrides)
     path = tmp / "catalog.yaml"
     path.write_text(yaml.safe_dump(cat))
@@ -55,57 +57,20 @@ def built(tmp_path_factory, fixture_root):
 
 
 # ---------------------------------------------------------------- clip pools from the fixtures
-# What each fixture pool is and which facts its rows carry: the conformance suite maps every
-# recipe pool (kind + requires) to the first of these that fits.
-FIXTURE_POOLS = {
-    "librispeech": ("speech", {"text", "speaker"}),
-    "aligned": ("speech", {"text", "speaker", "words"}),
-    "spoken": ("speech", {"text", "speaker", "words", "response"}),
-    "sound": ("sound", {"labels", "active_span"}),
-    "noise": ("noise", set()),
-    "music": ("music", {"labels"}),
-    "rir": ("rir", set()),
-    "text": ("text", {"text", "response"}),
-}
+# streamaudio/fixtures/pools.py says what each pool is; the conformance suite maps every
+# recipe pool (kind + requires) to the first that fits (pool_for).
+from streamaudio.fixtures.pools import FIXTURE_POOLS, pool_for  # noqa: E402,F401
 
 
 @pytest.fixture(scope="session")
 def clip_pools(fixture_root, tmp_path_factory) -> dict[str, list[dict]]:
-    """Clip rows of every fixture pool. "aligned" is the LibriSpeech stand-in with its true
-    word timings (what an aligner would give, without running one); "spoken" is the
-    UltraChat stand-in spoken by espeak-ng."""
-    import json
+    """Clip rows of every fixture pool (streamaudio.fixtures.pools.fixture_pools)."""
+    from streamaudio.fixtures.pools import fixture_pools
 
-    import pyarrow.parquet as pq
-
-    from streamaudio.speech.espeak import load_voices
-    from streamaudio.speech.spoken import pick_voice, speak_row
-    from streamaudio.sources import get_adapter, write_manifest
-
-    tmp = tmp_path_factory.mktemp("pools")
-    truths = json.loads((fixture_root / "_truth" / "faults.json").read_text())
-    out = {}
-    for name, corpus in [("librispeech", "librispeech"), ("sound", "audioset"), ("noise", "musan"), ("text", "ultrachat"),
-                         ("music", "fma"), ("rir", "dns_rir")]:
-        res = write_manifest(get_adapter(corpus), fixture_root / truths[corpus]["root"], tmp / f"{name}.parquet",
-                             truths[corpus].get("options"))
-        out[name] = pq.read_table(res.path).to_pylist()
-    truth = {j["id"]: j["words"] for j in map(json.loads, (fixture_root / "_truth" / "librispeech_words.jsonl").read_text().splitlines())}
-    out["aligned"] = [{**r, "words": truth[r["id"].split(":", 1)[1]], "words_by": "fixture-truth"} for r in out["librispeech"]]
-    voices = load_voices()
-    out["spoken"] = [speak_row(r, pick_voice(voices, r["split_group"]), tmp / "tts") for r in out["text"][:10]]
-    return out
+    return fixture_pools(fixture_root, tmp_path_factory.mktemp("pools"))
 
 
-def pool_for(spec) -> str:
-    """The fixture pool that fits a recipe PoolSpec."""
-    for name, (kind, facts) in FIXTURE_POOLS.items():
-        if kind in spec.kinds and set(spec.requires) <= facts:
-            return name
-    raise LookupError(f"no fixture pool gives {spec}: add one to tests/conftest.py FIXTURE_POOLS")
-
-
-# A throwaway recipe (instr_spoken) that fails where {condition} holds, with {raise_}: a
+# A throwaway recipe (agent_scene_qa) that fails where {condition} holds, with {raise_}: a
 # PlanError (a reject) or any other exception (a bug that must stop the build).
 FAILING_RECIPE = '''
 from streamaudio.plan import EpisodePlan, PlanError, PoolSpec, Recipe, SegmentPlan, TurnPlan
@@ -118,6 +83,6 @@ def plan(ctx):
     return EpisodePlan(segments=[seg], turns=[TurnPlan(trigger_s=0.4 + clip["duration_s"], kind="respond",
                                                        text="ok", evidence=[seg])])
 
-RECIPE = Recipe(subtask="instr_spoken", ability="instruction_following", version="1",
+RECIPE = Recipe(subtask="agent_scene_qa", ability="environment_agent", version="1",
                 pools={{"speech": PoolSpec("speech")}}, plan=plan, description="test recipe")
 '''

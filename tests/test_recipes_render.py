@@ -139,20 +139,20 @@ def test_asr_noisy_reaches_its_target_snr_and_records_it(pools):
 
 
 def test_user_recipe_folder(tmp_path):
-    (tmp_path / "instr_text_prompt.py").write_text(textwrap.dedent('''
+    (tmp_path / "agent_addressee.py").write_text(textwrap.dedent('''
         from streamaudio.plan import EpisodePlan, Recipe
-        RECIPE = Recipe(subtask="instr_text_prompt", ability="instruction_following", version="0",
+        RECIPE = Recipe(subtask="agent_addressee", ability="environment_agent", version="0",
                         pools={"noise": "noise"}, plan=lambda ctx: EpisodePlan(segments=[], turns=[]))
     '''))
-    assert "instr_text_prompt" in load_recipes((tmp_path,))
+    assert "agent_addressee" in load_recipes((tmp_path,))
     dup = tmp_path / "dup"
     dup.mkdir()
-    (dup / "x.py").write_text((tmp_path / "instr_text_prompt.py").read_text())
+    (dup / "x.py").write_text((tmp_path / "agent_addressee.py").read_text())
     with pytest.raises(RecipeError, match="already defined"):
         load_recipes((tmp_path, dup))
     bad = tmp_path / "bad"
     bad.mkdir()
-    (bad / "y.py").write_text((tmp_path / "instr_text_prompt.py").read_text().replace("instruction_following", "voice_chatting"))
+    (bad / "y.py").write_text((tmp_path / "agent_addressee.py").read_text().replace("environment_agent", "voice_chatting"))
     with pytest.raises(RecipeError, match="belongs to ability"):
         load_recipes((bad,))
 

@@ -69,9 +69,9 @@ def test_a_busy_out_is_refused_and_a_dead_builds_lock_is_not(tmp_path, fixture_r
 def test_a_split_that_loses_its_episodes_fails_the_build_and_validate_says_so(tmp_path, fixture_root):
     d = tmp_path / "rec"
     d.mkdir()
-    (d / "instr_spoken.py").write_text(FAILING_RECIPE.format(condition='ctx.split == "validation"',
+    (d / "agent_scene_qa.py").write_text(FAILING_RECIPE.format(condition='ctx.split == "validation"',
                                                               raise_='raise PlanError("nothing fits in this split")'))
-    subtasks = {"instr_spoken": {"count": 40, "pools": {"speech": "librispeech"}}}
+    subtasks = {"agent_scene_qa": {"count": 40, "pools": {"speech": "librispeech"}}}
     # 2 of 40 episodes (5%) are rejected: within a 5% gate for the sub-task, but all of its validation split
     cat = small_catalog(tmp_path, fixture_root, subtasks, recipe_dirs=[str(d)],
                         splits={"train": 0.9, "validation": 0.05, "test": 0.05})
@@ -196,7 +196,7 @@ def test_estimate_scales_the_measured_rates(built, tmp_path):
     cat = yaml.safe_load(built["catalog"].read_text())
     for spec in cat["subtasks"].values():
         spec["count"] *= 100
-    cat["subtasks"]["instr_spoken"] = {"count": 5, "pools": {"speech": "librispeech"}}  # never built: no rate
+    cat["subtasks"]["agent_scene_qa"] = {"count": 5, "pools": {"speech": "librispeech"}}  # never built: no rate
     (tmp_path / "big.yaml").write_text(yaml.safe_dump(cat))
     e = estimate(tmp_path / "big.yaml", built["one"], {"librispeech": 10 * ref["inputs"]["librispeech"]["seen"]})
     for st, v in e["subtasks"].items():
@@ -206,7 +206,7 @@ def test_estimate_scales_the_measured_rates(built, tmp_path):
         assert v["hours"] == pytest.approx(100 * hours * m["planned"] / m["written"])
         assert v["storage_gb"] == pytest.approx(v["hours"] / hours * m["bytes"] / 1e9)
         assert v["render_core_h"] == pytest.approx(v["hours"] * m["render_cpu_per_audio_s"]) and v["render_core_h"] > 0
-    assert e["not_estimated"] == ["sub-task instr_spoken: no measured episodes in the reference build"]
+    assert e["not_estimated"] == ["sub-task agent_scene_qa: no measured episodes in the reference build"]
     align = ref["inputs"]["librispeech"]["stage_costs"]["align"]
     assert align["cpu_s"] > 0 and align["rows_in"] > 0
     assert e["sources"]["librispeech"]["stages"]["align"]["core_h"] == pytest.approx(10 * align["cpu_s"] / 3600, rel=1e-6)
@@ -214,4 +214,4 @@ def test_estimate_scales_the_measured_rates(built, tmp_path):
     assert tts["cpu_s"] > 0 and tts["rows_in"] > 0  # measured in the workers, forked engines included
     assert e["sources"]["ultrachat"]["stages"]["tts"]["core_h"] == pytest.approx(tts["cpu_s"] / 3600, rel=1e-6)
     out = cli("estimate", tmp_path / "big.yaml", "--from", built["one"], "--source-clips", "librispeech=1000")
-    assert out.returncode == 0 and "| asr_utterance |" in out.stdout and "not estimated: sub-task instr_spoken" in out.stdout
+    assert out.returncode == 0 and "| asr_utterance |" in out.stdout and "not estimated: sub-task agent_scene_qa" in out.stdout

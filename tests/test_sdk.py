@@ -16,7 +16,7 @@ import yaml
 from conftest import FAILING_RECIPE, REPO, demo_catalog, run_build
 
 RECIPE = '''
-"""instr_text_prompt: a text system instruction sets the task; one utterance; the reply
+"""agent_addressee: a text system instruction sets the task; one utterance; the reply
 follows the instruction when the utterance ends."""
 from streamaudio.plan import EpisodePlan, InstructionBank, PoolSpec, Recipe, SegmentPlan, TurnPlan, background_bed, pick
 
@@ -33,9 +33,9 @@ def plan(ctx):
                                        text=reply_for(clip["text"]), evidence=[seg])],
                        language="en", system_prompt=prompt, min_duration_s=LEAD_S + clip["duration_s"] + 0.8)
 
-RECIPE = Recipe(subtask="instr_text_prompt", ability="instruction_following", version="1",
+RECIPE = Recipe(subtask="agent_addressee", ability="environment_agent", version="1",
                 pools={"speech": PoolSpec("speech"), "noise": PoolSpec("noise")},
-                tables={"instructions": InstructionBank("tables/instr_text_prompt.yaml")},
+                tables={"instructions": InstructionBank("tables/agent_addressee.yaml")},
                 plan=plan, description=__doc__)
 '''
 UTIL = '''
@@ -50,9 +50,9 @@ TABLE = {"system_prompts": [f"Count the words of what you hear ({i})." for i in 
 def recipe_folder(where: Path) -> Path:
     d = where / "myrecipes"
     (d / "tables").mkdir(parents=True)
-    (d / "instr_text_prompt.py").write_text(RECIPE)
+    (d / "agent_addressee.py").write_text(RECIPE)
     (d / "_util.py").write_text(UTIL)
-    (d / "tables" / "instr_text_prompt.yaml").write_text(yaml.safe_dump(TABLE))
+    (d / "tables" / "agent_addressee.yaml").write_text(yaml.safe_dump(TABLE))
     return d
 
 
@@ -64,7 +64,7 @@ def sdk_catalog(tmp: Path, fixture_root: Path, recipes: Path | None, subtasks: d
                     "musan_two": {"corpus": "musan", "root": str(fixture_root)}},
         "subtasks": subtasks or {
             "asr_utterance": {"count": 4, "pools": {"speech": "librispeech", "noise": "musan_noise"}},
-            "instr_text_prompt": {"count": 4, "pools": {"speech": "librispeech", "noise": "musan_two"}}},
+            "agent_addressee": {"count": 4, "pools": {"speech": "librispeech", "noise": "musan_two"}}},
         **({"recipe_dirs": [str(recipes)]} if recipes else {}), **top,
     }
     path = tmp / "sdk.yaml"
@@ -85,27 +85,27 @@ def test_a_recipe_folder_adds_a_subtask_and_an_edit_invalidates_only_it(tmp_path
     out, cache = tmp_path / "out", tmp_path / "cache"
     b = run_build(cat, out, num_cpus=2, cache_dir=cache)
     assert validate(out).ok
-    assert b["subtasks"]["instr_text_prompt"]["written"] == 4 and b["run"]["shards"] == 4
-    rows = [r for f in (out / "data" / "instr_text_prompt").glob("*.parquet") for r in pq.read_table(f).to_pylist()]
+    assert b["subtasks"]["agent_addressee"]["written"] == 4 and b["run"]["shards"] == 4
+    rows = [r for f in (out / "data" / "agent_addressee").glob("*.parquet") for r in pq.read_table(f).to_pylist()]
     assert all(r["system_prompt"] in TABLE["system_prompts"] for r in rows)  # the folder's own table
     assert all(r["turns"][0]["text"].startswith("Word count: ") for r in rows)  # the folder's own helper
     # "drawn" counts the clips each source gave, even when two sources read one corpus
     used = {st: {s["clip_id"] for f in (out / "data" / st).glob("*.parquet")
                  for r in pq.read_table(f).to_pylist() for s in r["segments"] if s["corpus"] == "musan"}
-            for st in ("asr_utterance", "instr_text_prompt")}
+            for st in ("asr_utterance", "agent_addressee")}
     assert b["inputs"]["musan_noise"]["drawn"] == len(used["asr_utterance"])
-    assert b["inputs"]["musan_two"]["drawn"] == len(used["instr_text_prompt"])
+    assert b["inputs"]["musan_two"]["drawn"] == len(used["agent_addressee"])
     asr = hashes(out, "asr_utterance")
 
     again = run_build(cat, out, num_cpus=2, cache_dir=cache)
     assert again["run"]["shards_reused"] == 4
     assert again["inputs"]["librispeech"]["stages_reused"] == ["source"]  # not scanned again
 
-    for what, edit in [("recipe", lambda: (folder / "instr_text_prompt.py").write_text(RECIPE.replace('-30.0', '-33.0'))),
+    for what, edit in [("recipe", lambda: (folder / "agent_addressee.py").write_text(RECIPE.replace('-30.0', '-33.0'))),
                        ("helper", lambda: (folder / "_util.py").write_text(UTIL.replace("0.6", "0.8"))),
-                       ("table", lambda: (folder / "tables" / "instr_text_prompt.yaml").write_text(
+                       ("table", lambda: (folder / "tables" / "agent_addressee.yaml").write_text(
                            yaml.safe_dump({"system_prompts": [p.upper() for p in TABLE["system_prompts"]]})))]:
-        before = hashes(out, "instr_text_prompt")
+        before = hashes(out, "agent_addressee")
         edit()
         # a fresh interpreter, as a user's next build is: the edited module is imported anew
         cli = subprocess.run([sys.executable, "-m", "streamaudio", "build", "--catalog", str(cat), "--out", str(out),
@@ -115,7 +115,7 @@ def test_a_recipe_folder_adds_a_subtask_and_an_edit_invalidates_only_it(tmp_path
         b = json.loads((out / "build.json").read_text())
         assert b["run"]["shards_reused"] == 2, what  # asr_utterance's two shards, nothing of the edited sub-task
         assert hashes(out, "asr_utterance") == asr, what
-        assert hashes(out, "instr_text_prompt") != before, what
+        assert hashes(out, "agent_addressee") != before, what
 
 
 def test_editing_render_code_invalidates_every_shard(built, monkeypatch):
@@ -151,9 +151,9 @@ def test_editing_render_code_invalidates_every_shard(built, monkeypatch):
 def _crash_build(tmp_path, fixture_root, raise_, **top):
     d = tmp_path / "crashy"
     d.mkdir()
-    (d / "instr_spoken.py").write_text(FAILING_RECIPE.format(condition='ctx.episode_id.endswith("-000002")',
+    (d / "agent_scene_qa.py").write_text(FAILING_RECIPE.format(condition='ctx.episode_id.endswith("-000002")',
                                                               raise_=raise_))
-    cat = sdk_catalog(tmp_path, fixture_root, d, {"instr_spoken": {"count": 4, "pools": {"speech": "librispeech"}}}, **top)
+    cat = sdk_catalog(tmp_path, fixture_root, d, {"agent_scene_qa": {"count": 4, "pools": {"speech": "librispeech"}}}, **top)
     return subprocess.run([sys.executable, "-m", "streamaudio", "build", "--catalog", str(cat), "--out", str(tmp_path / "o"),
                            "--num-cpus", "1", "--no-progress"], capture_output=True, text=True)
 
@@ -161,18 +161,18 @@ def _crash_build(tmp_path, fixture_root, raise_, **top):
 def test_a_recipe_bug_stops_the_build_with_its_traceback(tmp_path, fixture_root):
     cli = _crash_build(tmp_path, fixture_root, 'raise KeyError("no such table")')
     assert cli.returncode == 4, cli.stderr[-2000:]
-    assert "recipe 'instr_spoken'" in cli.stderr and "instr_spoken-train-000002" in cli.stderr
-    assert "KeyError" in cli.stderr and "Traceback" in cli.stderr and "instr_spoken.py" in cli.stderr
+    assert "recipe 'agent_scene_qa'" in cli.stderr and "agent_scene_qa-train-000002" in cli.stderr
+    assert "KeyError" in cli.stderr and "Traceback" in cli.stderr and "agent_scene_qa.py" in cli.stderr
 
 
 def test_the_reject_gate_fails_the_build_but_keeps_the_dataset(tmp_path, fixture_root):
     cli = _crash_build(tmp_path, fixture_root, 'raise PlanError("pool too small for this one")')
     assert cli.returncode == 3, cli.stderr[-2000:]
-    assert "instr_spoken: 1 of 4 episodes rejected" in cli.stderr
+    assert "agent_scene_qa: 1 of 4 episodes rejected" in cli.stderr
     b = json.loads((tmp_path / "o" / "build.json").read_text())
-    assert b["subtasks"]["instr_spoken"]["gate"] == {"max_reject_rate": 0.05, "crossed": True, "splits_crossed": ["train"]}
+    assert b["subtasks"]["agent_scene_qa"]["gate"] == {"max_reject_rate": 0.05, "crossed": True, "splits_crossed": ["train"]}
     rej = [r for r in pq.read_table(tmp_path / "o" / "rejects.parquet").to_pylist() if r["stage"] == "plan"]
-    assert [r["item"] for r in rej] == ["instr_spoken-train-000002"] and "pool too small" in rej[0]["reason"]
+    assert [r["item"] for r in rej] == ["agent_scene_qa-train-000002"] and "pool too small" in rej[0]["reason"]
     shutil.rmtree(tmp_path / "crashy")
     ok = _crash_build(tmp_path, fixture_root, 'raise PlanError("pool too small for this one")', max_reject_rate=0.3)
     assert ok.returncode == 0, ok.stderr[-2000:]
@@ -222,7 +222,7 @@ def test_catalog_schema_and_listings_come_from_the_registries(tmp_path, fixture_
     folder = recipe_folder(tmp_path)
     out = subprocess.run([sys.executable, "-m", "streamaudio", "recipes", "--recipe-dir", str(folder)],
                          capture_output=True, text=True).stdout
-    assert {"asr_utterance", "instr_text_prompt", "proactive_household"} <= {ln.split()[0] for ln in out.splitlines()}
+    assert {"asr_utterance", "agent_addressee", "proactive_household"} <= {ln.split()[0] for ln in out.splitlines()}
 
 
 def test_rerender_reproduces_an_episode_from_its_plan(built, tmp_path):
