@@ -177,6 +177,22 @@ def test_template_rows_are_in_every_split_and_the_others_in_one():
     assert sum(map(len, own)) == 40 and not (own[0] & own[1] or own[0] & own[2] or own[1] & own[2])
 
 
+def test_each_language_of_a_multilingual_source_reaches_every_split():
+    import pyarrow as pa
+
+    from streamaudio.build.builder import split_table
+    from streamaudio.sources import CLIP_SCHEMA, clip_row
+
+    # 3 speakers per language: split over all 9 at once, some language would miss a split
+    rows = [clip_row(id=f"{lang}{i}", language=lang, split_group=f"{lang}-spk{i % 3}")
+            for lang in ("en", "fr", "zh-CN") for i in range(6)]
+    parts = split_table(pa.Table.from_pylist(rows, CLIP_SCHEMA), {"train": 0.8, "validation": 0.1, "test": 0.1})
+    for s, t in parts.items():
+        assert set(t.column("language").to_pylist()) == {"en", "fr", "zh-CN"}, s
+    groups = [set(t.column("split_group").to_pylist()) for t in parts.values()]
+    assert not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])
+
+
 def test_sources_from_a_shared_file_under_one_data_root(tmp_path, fixture_root, monkeypatch):
     shared = tmp_path / "sources.yaml"
     shared.write_text(yaml.safe_dump({

@@ -102,15 +102,26 @@ def split_table(table: pa.Table, fractions: dict[str, float]) -> dict[str, pa.Ta
     """A clip table's rows by split, in manifest order (vectorised: one Python step per source
     group, not per row; the table's chunks are kept, so the splits together are one copy).
     Rows whose split group starts with ``*`` carry no content of their own (instruction
-    templates) and are in every split."""
+    templates) and are in every split. Groups are assigned per language (a group's language is
+    its first row's), so each language of a multilingual source (CoVoST 2's directions, Common
+    Voice's locales) has train, validation and test groups of its own once it has three."""
     if table.num_rows == 0:
         return {s: table for s in SPLITS}
     groups = table.column("split_group")
     uniq = pc.unique(groups).to_pylist()
-    own = [g for g in uniq if not g.startswith(SHARED_GROUP)]
-    assign = assign_splits(own, fractions)
+    codes = pc.index_in(groups, value_set=pa.array(uniq, groups.type)).to_numpy()
+    _, first = np.unique(codes, return_index=True)  # every group's first row (codes cover 0..len(uniq)-1)
+    langs = (pc.take(table.column("language"), pa.array(first)).to_pylist() if "language" in table.column_names
+             else [""] * len(uniq))
+    strata: dict[str, list[str]] = {}
+    for g, lang in zip(uniq, langs):
+        if not g.startswith(SHARED_GROUP):
+            strata.setdefault(lang or "", []).append(g)
+    assign: dict[str, str] = {}
+    for members in strata.values():
+        assign.update(assign_splits(members, fractions))
     code = np.array([SPLITS.index(assign[g]) if g in assign else -1 for g in uniq], dtype=np.int8)
-    per_row = code[pc.index_in(groups, value_set=pa.array(uniq, groups.type)).to_numpy()]
+    per_row = code[codes]
     return {s: table.filter(pa.array((per_row == i) | (per_row == -1))) for i, s in enumerate(SPLITS)}
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from pathlib import Path
 
 
@@ -49,6 +50,6 @@ class DiskCache:
     @staticmethod
     def _write(p: Path, data: bytes) -> None:
         p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+        tmp = p.with_name(f".{p.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # map_json threads may write one key at once
         tmp.write_bytes(data)
         tmp.replace(p)  # atomic: concurrent writers of one key write the same content
