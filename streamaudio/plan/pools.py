@@ -9,6 +9,7 @@ grow with the pool: a 5M-clip pool costs a worker what a 50k one does
 """
 from __future__ import annotations
 
+import bisect
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -76,6 +77,7 @@ class Pool:
         self.data = data
         self._rows: OrderedDict[int, dict] = OrderedDict()
         self._scans: dict = {}
+        self._by_value: dict[str, tuple] = {}  # column -> (sorted distinct values, row order, bounds): with_value
         self.handed: set[str] = set()  # ids of the clips given to a planner (build.json's "drawn")
 
     def __len__(self) -> int:
@@ -119,6 +121,37 @@ class Pool:
         """The clips carrying ``label``, in manifest order: a lazy sequence (a row becomes a
         dict only when read), so a label held by half a million clips costs nothing to ask for."""
         return Rows(self, self.data.labels.get(label, np.zeros(0, np.int64)))
+
+    def with_value(self, column: str, value) -> "Rows":
+        """The clips whose ``column`` equals ``value`` (e.g. every turn of one ``dialogue``), in
+        manifest order: a lazy sequence like ``with_label``. The column's index is built on
+        first use, once per pool, on Arrow without making rows: its distinct values (dictionary
+        encoding, chunk by chunk: the column is not copied) sorted once, and the row numbers
+        grouped by value with a stable sort. A lookup is then a binary search over the distinct
+        values; a value the column lacks (or of another type) gives no rows."""
+        index = self._by_value.get(column)
+        if index is None:
+            table = self.data.table
+            col = table.column(column) if column in table.column_names else pa.chunked_array([], pa.null())
+            enc = pc.dictionary_encode(col)
+            enc = enc.unify_dictionaries() if isinstance(enc, pa.ChunkedArray) else pa.chunked_array([enc])
+            values = enc.chunk(0).dictionary if enc.num_chunks else pa.array([], col.type)
+            rank = np.empty(len(values), np.int64)  # a code -> the place of its value in sorted order
+            by_value = pc.sort_indices(values).to_numpy()
+            rank[by_value] = np.arange(len(values))
+            codes = np.concatenate([np.asarray(pc.fill_null(c.indices, -1).to_numpy(zero_copy_only=False), np.int64)
+                                    for c in enc.chunks] or [np.zeros(0, np.int64)])
+            codes = np.where(codes >= 0, rank[np.maximum(codes, 0)], -1)  # nulls (-1) are in no group
+            order = np.argsort(codes, kind="stable")  # by value, then manifest order
+            bounds = np.searchsorted(codes[order], np.arange(len(values) + 1))
+            index = self._by_value[column] = (values.take(pa.array(by_value)), order, bounds)
+        values, order, bounds = index
+        try:
+            k = bisect.bisect_left(range(len(values)), value, key=lambda i: values[i].as_py())
+            hit = k < len(values) and values[k].as_py() == value
+        except TypeError:  # a value not comparable with the column's
+            hit = False
+        return Rows(self, order[bounds[k]:bounds[k + 1]] if hit else np.zeros(0, np.int64))
 
     def _random_fits(self, rng: np.random.Generator, where, k: int) -> list[int]:
         """Up to k distinct indices of rows that fit, found by walking the pool in a random
