@@ -12,12 +12,13 @@ import pytest
 import soundfile as sf
 import yaml
 
-from conftest import demo_catalog, run_build
+from conftest import REPO, demo_catalog, run_build
 from streamaudio.audit.validate import validate
 from streamaudio.build.builder import assign_splits
 from streamaudio.build.catalog import CatalogError, load_catalog
 
-SUBTASKS = ["asr_incremental", "asr_noisy", "asr_utterance", "chat_single_turn", "proactive_household"]
+DEMO = yaml.safe_load((REPO / "manifests" / "demo.yaml").read_text())
+SUBTASKS = sorted(DEMO["subtasks"])
 
 
 def shard_hashes(out: Path) -> dict:
@@ -36,7 +37,9 @@ def test_layout_splits_and_card(built):
         names = {p.name.split("-")[0] for p in (out / "data" / st).glob("*.parquet")}
         assert names == {"train", "validation", "test"}
     b = json.loads((out / "build.json").read_text())
-    assert b["episodes"]["written"] == 50 and b["episodes"]["rejected"] == 0
+    assert len(SUBTASKS) >= 16  # the demo shows every built sub-task
+    assert b["episodes"]["written"] == sum(st["count"] for st in DEMO["subtasks"].values())
+    assert b["episodes"]["rejected"] == 0
     assert set(b["subtasks"]) == set(SUBTASKS)
     assert validate(out).ok
 
