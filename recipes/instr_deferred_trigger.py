@@ -56,7 +56,9 @@ def plan(ctx: PlanContext) -> EpisodePlan:
     n_sounds = int(rng.integers(cfg["distractor_sounds"][0], cfg["distractor_sounds"][1] + 1))
     n_speech = int(rng.integers(cfg["distractor_speech"][0], cfg["distractor_speech"][1] + 1)) if others else 0
     n_sounds = max(n_sounds, n_targets - n_speech)  # a distractor before every X
-    distractors = events.sample(rng, n_sounds, where=lambda r: suitable(r) and not means_target & set(r["labels"]))
+    # a sound no assistant may stay silent on (a smoke alarm, a scream) is never a distractor
+    never = means_target | set(cfg.get("never_distractors") or ())
+    distractors = events.sample(rng, n_sounds, where=lambda r: suitable(r) and not never & set(r["labels"]))
     talk = others.sample(rng, n_speech) if n_speech else []
     items = [("distractor", c) for c in distractors] + [("other", c) for c in talk]
     items = [items[int(i)] for i in rng.permutation(len(items))]

@@ -109,6 +109,8 @@ def deferred_target(plan_segments, system_prompt: str, labels: dict) -> tuple[st
 def test_instr_deferred_trigger_speaks_only_after_the_target(recipes, clip_pools):
     recipe = recipes["instr_deferred_trigger"]
     labels = recipe.offline_tables()["trigger"]["labels"]
+    never = recipe.offline_tables()["trigger"]["never_distractors"]
+    assert "Smoke detector, smoke alarm" in never
     modes, counts, other_talk = set(), set(), 0
     for i in range(N):
         plan = plan_for(recipe, clip_pools, f"dt-{i}")
@@ -135,6 +137,8 @@ def test_instr_deferred_trigger_speaks_only_after_the_target(recipes, clip_pools
             else:
                 assert turn.kind == "stay_silent", (s.role, s.clip["id"])
                 other_talk += s.role == "other"
+                # never silent on a hazard: a smoke alarm is no distractor
+                assert not set(s.clip.get("labels") or []) & set(never), s.clip["labels"]
         first_hit_end = min(s.start_s + s.clip["active_end_s"] - s.clip_start_s for s in hits)
         assert all(t.trigger_s > first_hit_end for t in responds)
         assert episode_violations(to_row(recipe, plan)) == []
