@@ -1,6 +1,6 @@
-"""s2tt_en_zh: 2-5 English utterances (CoVoST 2 en->zh-CN) over a quiet noise bed,
-translated into Chinese simultaneously: where the clip has word timings and its sentence
-and translation cut into aligned clauses (streamaudio.text.clauses.ClauseAlignment: the
+"""s2tt_en_zh: 2-5 English utterances (CoVoST 2 en->zh-CN; fewer when the split has fewer
+distinct ones) over a quiet noise bed, translated into Chinese simultaneously: where the
+clip has word timings and its sentence and translation cut into aligned clauses (streamaudio.text.clauses.ClauseAlignment: the
 clause punctuation rule offline, an LLM's checked alignment with one), the Chinese of each
 clause is due when the clause's last word ends; otherwise one reply per sentence, the
 whole translation, at its last word's end (or the clip's end when there are no word
@@ -20,7 +20,7 @@ def en_to_zh(r: dict) -> bool:
 def plan(ctx: PlanContext) -> EpisodePlan:
     rng = ctx.rng
     try:
-        utterances = ctx.pools["speech"].sample(rng, int(rng.integers(2, 6)), where=en_to_zh)
+        utterances = ctx.pools["speech"].sample(rng, int(rng.integers(2, 6)), where=en_to_zh, repeats=False)
     except PlanError:
         raise PlanError(f"no English speech with a Chinese translation in split {ctx.split!r}") from None
     bed = background_bed(ctx.pools["noise"].choice(rng), float(rng.uniform(-26.0, -14.0)))

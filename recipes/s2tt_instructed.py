@@ -64,7 +64,8 @@ def plan(ctx: PlanContext) -> EpisodePlan:
     try:
         utterances = speech.sample(rng, int(rng.integers(2, 5)),
                                    where=lambda r: primary(r.get("language")) == "en" and is_translated(r)
-                                   and (r.get("translation_language") or "").lower() == target.lower())
+                                   and (r.get("translation_language") or "").lower() == target.lower(),
+                                   repeats=False)
     except PlanError:
         raise PlanError(f"no English speech with a translation into {target} in split {ctx.split!r}") from None
     start = t0 + prompt["duration_s"] + float(rng.uniform(0.8, 2.0))

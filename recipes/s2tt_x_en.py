@@ -29,7 +29,7 @@ def plan(ctx: PlanContext) -> EpisodePlan:
     source = pick(rng, sources)
     try:
         utterances = pool.sample(rng, int(rng.integers(2, 6)),
-                                 where=lambda r: x_to_en(r) and primary(r["language"]) == source)
+                                 where=lambda r: x_to_en(r) and primary(r["language"]) == source, repeats=False)
     except PlanError:
         raise PlanError(f"no {source} speech with an English translation in split {ctx.split!r}") from None
     bed = background_bed(ctx.pools["noise"].choice(rng), float(rng.uniform(-26.0, -14.0)))

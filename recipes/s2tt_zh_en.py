@@ -36,7 +36,7 @@ def plan(ctx: PlanContext) -> EpisodePlan:
     written = ctx.tables.get("translations") or {}
     extra = llm_translated(ctx)
     try:
-        covost = ctx.pools["speech"].sample(rng, k, where=zh_to_en)
+        covost = ctx.pools["speech"].sample(rng, k, where=zh_to_en, repeats=False)
     except PlanError:
         covost = []
     if not covost and not len(extra):

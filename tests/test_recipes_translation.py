@@ -452,3 +452,16 @@ def test_built_translation_and_multilingual_episodes(built, subtask):
     if subtask in ("s2tt_en_zh", "s2tt_instructed") and any(s["words"] for r in rows for s in r["segments"]
                                                              if json.loads(s["attrs"]).get("clauses")):
         assert clause_level  # the demo's English clips are aligned: some replies come clause by clause
+
+
+def test_a_small_split_gives_fewer_utterances_not_repeats():
+    import numpy as np
+
+    from streamaudio.plan import Pool
+
+    pool = Pool("p", [{"id": f"c{i}", "language": "en" if i < 2 else "fr"} for i in range(40)])
+    rng = np.random.default_rng(0)
+    got = pool.sample(rng, 5, where=lambda r: r["language"] == "en", repeats=False)
+    assert sorted(r["id"] for r in got) == ["c0", "c1"]
+    assert len(pool.sample(rng, 5, where=lambda r: r["language"] == "en")) == 5  # the default repeats
+    assert len({r["id"] for r in pool.sample(rng, 60, repeats=False)}) == 40

@@ -190,13 +190,16 @@ class Pool:
             raise PlanError(f"pool {self.name!r} has no clip that fits")
         return self.row(found[0])
 
-    def sample(self, rng: np.random.Generator, k: int, where: Callable[[dict], bool] | None = None) -> list[dict]:
-        """k distinct clips when the pool has them, otherwise with repeats."""
+    def sample(self, rng: np.random.Generator, k: int, where: Callable[[dict], bool] | None = None,
+               repeats: bool = True) -> list[dict]:
+        """k distinct clips when the pool has them; otherwise with repeats, or (``repeats=False``)
+        the fewer distinct clips there are: one sentence said four times in an episode is not
+        what a small split should turn into."""
         n = len(self)
         if not n:
             raise PlanError(f"pool {self.name!r} is empty")
         if where is None:
-            idx = rng.choice(n, size=k, replace=k > n)
+            idx = rng.choice(n, size=k if repeats else min(k, n), replace=repeats and k > n)
             return [self.row(i) for i in idx]
         picked: dict[int, dict] = {}
         if k <= n // 4:  # a big pool: draw until k distinct clips fit
@@ -211,7 +214,7 @@ class Pool:
         found = self._random_fits(rng, where, k)
         if not found:
             raise PlanError(f"pool {self.name!r} has no clip that fits")
-        if len(found) < k:  # fewer fit than asked for: repeats
+        if len(found) < k and repeats:  # fewer fit than asked for: repeats
             found = [found[int(j)] for j in rng.choice(len(found), size=k, replace=True)]
         return [self.row(i) for i in found]
 
