@@ -218,3 +218,16 @@ def test_hf_units_span_row_groups_without_losing_or_repeating_rows(fixture_root,
     key = lambda r: r["id"]  # noqa: E731
     assert sorted(cut, key=key) == sorted(whole, key=key)
     assert len(units) > len({u["rel"] for u in units})  # the fixture's files do hold several groups
+
+
+def test_a_root_relative_to_the_working_directory_scans_the_same(fixture_root, tmp_path, monkeypatch):
+    """`streamaudio manifest --root data/corpus` from a shell: every adapter finds the same
+    items, and rows name files by absolute path (a build's workers may run elsewhere)."""
+    truths = json.loads((fixture_root / "_truth" / "faults.json").read_text())
+    monkeypatch.chdir(fixture_root)
+    for corpus in ADAPTERS.names():
+        truth = truths[corpus]
+        res = scan(corpus, Path(truth["root"]), tmp_path, **truth.get("options", {}))
+        assert res.used == truth["good"], corpus
+        rows = pq.read_table(res.path).to_pylist()
+        assert all(Path(r["path"]).is_absolute() for r in rows if r["kind"] != "text"), corpus

@@ -110,9 +110,10 @@ class CoVoST2(Adapter):
         return dict(sorted(found.items()))
 
     def _locale_dir(self, root: Path, options: dict, src: str) -> Path | None:
-        base = Path(options["clips_root"]) if options.get("clips_root") else root
-        if not base.is_absolute():
-            base = root / base
+        base = root
+        if options.get("clips_root"):  # relative to the root (the root itself may be relative to the cwd)
+            clips = Path(options["clips_root"])
+            base = clips if clips.is_absolute() else root / clips
         for c in [base] + sorted(d for d in base.glob("cv-corpus-*") if d.is_dir()):
             if is_locale_dir(c / src):
                 return c / src
