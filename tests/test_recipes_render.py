@@ -310,3 +310,14 @@ def test_rare_predicates_and_labels_do_not_read_the_whole_pool():
     assert len(lazy) == 20000 and len(pool._rows) < 5000  # asking for a label materialises nothing
     assert lazy[3]["id"] == "3" and [r["id"] for r in lazy[:2]] == ["0", "1"]
     assert [r["id"] for r in pool.with_label("rare")][:2] == ["7", "107"]
+
+
+def test_downmix_is_the_mean_of_the_channels():
+    from streamaudio.audio import downmix
+
+    rng = np.random.default_rng(0)
+    for ch in (1, 2, 3):
+        x = rng.standard_normal((4000, ch)).astype(np.float32)
+        y = downmix(x)
+        assert y.shape == (4000,) and y.dtype == np.float32
+        assert np.allclose(y, x.mean(axis=1), atol=1e-6)
