@@ -39,7 +39,10 @@ def catalog(fixtures: Path, episodes: int, where: Path) -> Path:
         spec["count"] = max(1, episodes // n)
     cat["shard_size"] = 16
     for src in cat["sources"].values():
-        src["root"] = str(fixtures / Path(src["root"]).relative_to("../build/fixtures"))
+        if src["root"].startswith("../build/fixtures"):
+            src["root"] = str(fixtures / Path(src["root"]).relative_to("../build/fixtures"))
+        else:  # the toolkit's own tables (spoken prompts), relative to manifests/
+            src["root"] = str(REPO / "manifests" / src["root"])
     path = where / f"demo-{episodes}.yaml"
     path.write_text(yaml.safe_dump(cat))
     return path
