@@ -33,16 +33,14 @@ PR_SET_CHILD_SUBREAPER = 36
 
 
 def catalog(fixtures: Path, episodes: int, where: Path) -> Path:
+    from streamaudio.fixtures.pools import point_at_fixtures
+
     cat = yaml.safe_load((REPO / "manifests" / "demo.yaml").read_text())
     n = len(cat["subtasks"])
     for spec in cat["subtasks"].values():
         spec["count"] = max(1, episodes // n)
     cat["shard_size"] = 16
-    for src in cat["sources"].values():
-        if src["root"].startswith("../build/fixtures"):
-            src["root"] = str(fixtures / Path(src["root"]).relative_to("../build/fixtures"))
-        else:  # the toolkit's own tables (spoken prompts), relative to manifests/
-            src["root"] = str(REPO / "manifests" / src["root"])
+    point_at_fixtures(cat, fixtures)
     path = where / f"demo-{episodes}.yaml"
     path.write_text(yaml.safe_dump(cat))
     return path

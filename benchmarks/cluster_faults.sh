@@ -33,8 +33,8 @@ import sys, yaml
 from pathlib import Path
 w = Path(sys.argv[1])
 cat = yaml.safe_load(Path("manifests/demo.yaml").read_text())
-for s in cat["sources"].values():
-    s["root"] = str(w / "fixtures" / Path(s["root"]).relative_to("../build/fixtures"))
+from streamaudio.fixtures.pools import point_at_fixtures
+point_at_fixtures(cat, w / "fixtures")
 for st in cat["subtasks"].values():
     st["count"] = 16
 cat["shard_size"] = 2   # 40+ shards: enough to lose some with a node

@@ -21,12 +21,10 @@ def demo_catalog(tmp: Path, fixture_root: Path, **overrides) -> Path:
     """The demo catalog pointed at this session's fixtures."""
     import yaml
 
+    from streamaudio.fixtures.pools import point_at_fixtures
+
     cat = yaml.safe_load((REPO / "manifests" / "demo.yaml").read_text())
-    for name, src in cat["sources"].items():
-        if src["root"].startswith("../build/fixtures"):
-            src["root"] = str(fixture_root / Path(src["root"]).relative_to("../build/fixtures"))
-        else:  # the toolkit's own tables (spoken prompts)
-            src["root"] = str(REPO / "manifests" / src["root"])
+    point_at_fixtures(cat, fixture_root)
     cat.update(overrides)
     path = tmp / "catalog.yaml"
     path.write_text(yaml.safe_dump(cat))

@@ -7,6 +7,7 @@ import yaml
 from conftest import REPO, run_build
 from streamaudio.audit.validate import validate
 from streamaudio.build.catalog import load_catalog
+from streamaudio.fixtures.pools import point_at_fixtures
 from streamaudio.sources import ADAPTERS
 
 
@@ -14,11 +15,7 @@ def test_every_corpus_builds_and_validates(tmp_path, fixture_root):
     raw = yaml.safe_load((REPO / "manifests" / "all-corpora.yaml").read_text())
     raw["sources_from"] = str(REPO / "manifests" / "sources.yaml")
     raw["vars"]["data_root"] = str(fixture_root)
-    for src in raw["sources"].values():
-        if src["root"].startswith("../build/fixtures"):
-            src["root"] = src["root"].replace("../build/fixtures", str(fixture_root))
-        else:  # the toolkit's own tables (spoken prompts), relative to manifests/
-            src["root"] = str(REPO / "manifests" / src["root"])
+    point_at_fixtures(raw, fixture_root)
     cat = tmp_path / "all.yaml"
     cat.write_text(yaml.safe_dump(raw))
     catalog = load_catalog(cat)
