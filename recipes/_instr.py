@@ -2,7 +2,10 @@
 instr_task_switch, instr_text_prompt). Modules starting with ``_`` are not recipes."""
 from __future__ import annotations
 
+import numpy as np
+
 from streamaudio.plan import PlanError, SegmentPlan, pick
+from streamaudio.text.curation import suitable
 from streamaudio.text.summaries import words_of
 from streamaudio.text.templates import AnswerTemplates
 
@@ -42,12 +45,34 @@ def spoken_prompt(pool, rng, intent: str, slot_value: str, speaker: str | None =
 
 
 def prompt_values(pool, intent: str, slot: str) -> list[str]:
-    """The slot values the pool has spoken prompts for (e.g. notify_when -> AudioSet labels)."""
-    out = []
-    for label in pool.labels():
-        if label.startswith(f"{slot}=") and any(intent in r["labels"] for r in pool.with_label(label)[:1]):
-            out.append(label.split("=", 1)[1])
-    return out
+    """The slot values the pool has spoken prompts of ``intent`` for (e.g. notify_when ->
+    AudioSet labels). Intents may share slot values (notify_when and count_when both have
+    label=Dog), so a value counts only where one row carries both labels: an intersection of
+    the two label indices, no row read."""
+    with_intent = pool.with_label(intent).indices
+    return [label.split("=", 1)[1] for label in pool.labels()
+            if label.startswith(f"{slot}=") and np.intersect1d(pool.with_label(label).indices, with_intent).size]
+
+
+TARGET_TRIES = 64
+
+
+def target_clips(pool, label: str, rng, k: int) -> list[dict]:
+    """Up to k distinct suitable clips of a label (an event found, short enough to place),
+    drawn at random from the label index: a few reads however many clips carry the label;
+    repeated when fewer exist."""
+    rows = pool.with_label(label)
+    out: dict[str, dict] = {}
+    for _ in range(TARGET_TRIES):
+        if len(out) == k or not len(rows):
+            break
+        r = rows[int(rng.integers(len(rows)))]
+        if suitable(r):
+            out.setdefault(r["id"], r)
+    if not out:  # few suitable clips: look at them all
+        out = {r["id"]: r for r in rows if suitable(r)}
+    found = list(out.values())
+    return [found[i % len(found)] for i in range(k)] if found else []
 
 
 def clip_end(seg: SegmentPlan) -> float:

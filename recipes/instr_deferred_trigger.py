@@ -10,28 +10,8 @@ from streamaudio.plan import (EpisodePlan, InstructionBank, PlanContext, PlanErr
                               TurnPlan, YamlTable, background_bed, pick)
 from streamaudio.text.curation import suitable
 
-from ._instr import AnswerTemplates, clip_end, fill, prompt_values, spoken_prompt, templates
+from ._instr import AnswerTemplates, clip_end, fill, prompt_values, spoken_prompt, target_clips, templates
 from ._speech import aligners, main_language
-
-TRIES = 64
-
-
-def target_clips(pool, label: str, rng, k: int) -> list[dict]:
-    """Up to k distinct suitable clips of a label (an event found, short enough to place),
-    drawn at random from the label index: a few reads however many clips carry the label."""
-    rows = pool.with_label(label)
-    out: dict[str, dict] = {}
-    for _ in range(TRIES):
-        if len(out) == k or not len(rows):
-            break
-        r = rows[int(rng.integers(len(rows)))]
-        if suitable(r):
-            out.setdefault(r["id"], r)
-    if not out:  # few suitable clips: look at them all
-        out = {r["id"]: r for r in rows if suitable(r)}
-    found = list(out.values())
-    return [found[i % len(found)] for i in range(k)] if found else []
-
 
 def plan(ctx: PlanContext) -> EpisodePlan:
     rng, cfg = ctx.rng, ctx.tables["trigger"]
