@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamaudio.plan import PlanError, SegmentPlan, pick
+from streamaudio.plan import PlanError, SegmentPlan, TurnPlan, background_bed, pick
 from streamaudio.text.curation import suitable
 from streamaudio.text.summaries import words_of
 from streamaudio.text.templates import AnswerTemplates
@@ -124,3 +124,94 @@ def rule_matches(text: str, condition: dict, number_words: list[str]) -> list[st
                 found.append(" ".join(run))
                 run = []
     return found
+
+
+# ---------------------------------------------------------------- "listen for X" streams
+# instr_deferred_trigger and sound_event_counting: a request to listen for a sound X, then X
+# among distractors; they differ only in the intent of the spoken request and in the reply.
+def pick_target(ctx, cfg: dict, n_targets: int, intent: str, table: str) -> tuple[str, list[dict], dict, bool]:
+    """(target label, its clips, its table entry, whether the request is spoken): a label of the
+    table that the sound pool has a placeable clip of; spoken when the prompts pool has an
+    ``intent`` prompt for it (and the draw says so)."""
+    rng, events, prompts = ctx.rng, ctx.pools["events"], ctx.pools.get("prompts")
+    candidates = [lab for lab in cfg["labels"] if events.label_count(lab)]
+    if not candidates:
+        raise PlanError(f"pool {events.name!r} has none of the target labels of {table}")
+    for k in rng.permutation(len(candidates)):  # a label with a clip that can be placed
+        target = candidates[int(k)]
+        hits = target_clips(events, target, rng, n_targets)
+        if hits:
+            break
+    else:
+        raise PlanError(f"pool {events.name!r} has no suitable clip of any target label ({candidates})")
+    spoken = (prompts is not None and target in prompt_values(prompts, intent, "label")
+              and rng.random() < cfg["spoken_probability"])
+    return target, hits, cfg["labels"][target], spoken
+
+
+def watch_stream(ctx, cfg: dict, intent: str, target: str, hits: list[dict], entry: dict, spoken: bool,
+                 reply, record_count: bool = False) -> tuple[list[SegmentPlan], list, float]:
+    """Segments (bed first) and turns of a "listen for X" stream, and when its last item ends.
+    Distractor sounds (never X, a label meaning X, or a hazard) and other speakers in a random
+    order, each X right after a different distractor (never first, never two in a row); a
+    stay_silent turn on the spoken request and on every distractor, ``reply(k)`` (the k-th X, from
+    1) a moment after each X's active span ends. ``record_count``: each X's attrs say its k."""
+    rng, events, prompts, others = ctx.rng, ctx.pools["events"], ctx.pools.get("prompts"), ctx.pools.get("other")
+    n_sounds = int(rng.integers(cfg["distractor_sounds"][0], cfg["distractor_sounds"][1] + 1))
+    n_speech = int(rng.integers(cfg["distractor_speech"][0], cfg["distractor_speech"][1] + 1)) if others else 0
+    n_sounds = max(n_sounds, len(hits) - n_speech)  # a distractor before every X
+    # a sound no assistant may stay silent on (a smoke alarm, a scream) is never a distractor
+    never = {target, *entry.get("same_as", [])} | set(cfg.get("never_distractors") or ())
+    distractors = events.sample(rng, n_sounds, where=lambda r: suitable(r) and not never & set(r["labels"]))
+    if not distractors or never & {lab for c in distractors for lab in c["labels"]}:
+        raise PlanError(f"pool {events.name!r} has no suitable distractor without {target!r} or a hazard")
+    talk = others.sample(rng, n_speech) if n_speech else []
+    items = [("distractor", c) for c in distractors] + [("other", c) for c in talk]
+    items = [items[int(i)] for i in rng.permutation(len(items))]
+    places = sorted(int(i) for i in rng.choice(range(1, len(items) + 1), size=len(hits), replace=False))
+    for place, clip in reversed(list(zip(places, hits))):
+        items.insert(place, ("target", clip))
+
+    segments = [background_bed(ctx.pools["noise"].choice(rng), float(rng.uniform(*cfg["bed_gain_db"])))]
+    turns: list = []
+    t = float(rng.uniform(*cfg["lead_s"]))
+    if spoken:
+        clip, _ = spoken_prompt(prompts, rng, intent, f"label={target}")
+        seg = SegmentPlan(clip=clip, start_s=t, kind="speech", role="user", attrs={"request": intent})
+        segments.append(seg)
+        # the request needs no answer now: a naive model would reply to it (or say it hears nothing)
+        trig = seg.audible_end_s() + float(rng.uniform(*cfg["reply_delay_s"]))
+        turns.append(TurnPlan(trigger_s=trig, kind="stay_silent", evidence=[seg]))
+        t = max(clip_end(seg), trig) + float(rng.uniform(*cfg["gap_s"]))
+    heard = 0
+    pad0, pad1 = cfg["pad_s"]
+    end = t
+    for role, clip in items:
+        delay = float(rng.uniform(*cfg["reply_delay_s"]))
+        if role == "other":
+            seg = SegmentPlan(clip=clip, start_s=t, kind="speech", role="other",
+                              gain_db=float(rng.uniform(*cfg["speech_gain_db"])), attrs={"distractor": True})
+            segments.append(seg)
+            trig = seg.audible_end_s() + delay
+            turns.append(TurnPlan(trigger_s=trig, kind="stay_silent", evidence=[seg]))
+        else:
+            cut0 = max(0.0, clip["active_start_s"] - pad0)
+            cut1 = min(clip["duration_s"], clip["active_end_s"] + pad1)
+            attrs = {"target_label": target, "is_target": role == "target"}
+            if role == "target":
+                heard += 1
+                if record_count:
+                    attrs["count"] = heard  # the running count the reply says, for readers of the data
+            seg = SegmentPlan(clip=clip, start_s=t, kind="music" if "Music" in clip["labels"] else "sound",
+                              role="environment", gain_db=float(rng.uniform(*cfg["sound_gain_db"])),
+                              clip_start_s=cut0, clip_dur_s=cut1 - cut0, attrs=attrs)
+            segments.append(seg)
+            trig = seg.audible_end_s() + delay  # the active span's end: X has been heard in full
+            if role == "target":
+                turns.append(TurnPlan(trigger_s=trig, kind="respond", evidence=[seg], text=reply(heard)))
+            else:
+                turns.append(TurnPlan(trigger_s=trig, kind="stay_silent", evidence=[seg]))
+        # the next item starts after this one and at least two chunks after its turn
+        end = max(clip_end(seg), trig)
+        t = max(clip_end(seg) + float(rng.uniform(*cfg["gap_s"])), trig + 0.8)
+    return segments, turns, end
