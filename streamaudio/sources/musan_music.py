@@ -86,9 +86,35 @@ def list_part(base: Path, part: str, corpus: str) -> list[dict]:
     return recs
 
 
+class MusanPortion(Adapter):
+    """A MUSAN portion (music, speech) read part by part (``parts``), files listed from each
+    part's folder and ANNOTATIONS, FILES_PER_UNIT files per work unit."""
+    portion: str = ""
+    parts: tuple[str, ...] = ()
+
+    def _portion_dir(self, root: Path) -> Path:
+        found = musan_dir(root, self.portion, self.parts)
+        if found is None:
+            raise LayoutError(f"{self.corpus}: no {self.portion}/<part> folder ({', '.join(self.parts)}) under "
+                              f"{root}. Expected layout: {self.expected_layout}")
+        return found
+
+    def check_layout(self, root: Path, options: dict) -> None:
+        self._portion_dir(root)
+
+    def listing_roots(self, root: Path, options: dict) -> list[Path]:
+        return [self._portion_dir(root)]
+
+    def units(self, root: Path, options: dict) -> list[list[dict]]:
+        base = self._portion_dir(root)
+        recs = [r for part in self.parts if (base / part).is_dir() for r in list_part(base, part, self.corpus)]
+        return [recs[i:i + FILES_PER_UNIT] for i in range(0, len(recs), FILES_PER_UNIT)]
+
+
 @register_adapter
-class MusanMusic(Adapter):
+class MusanMusic(MusanPortion):
     corpus = "musan_music"
+    portion, parts = "music", PARTS
     kind = "music"
     license = LICENSE
     version = "1"
@@ -97,26 +123,8 @@ class MusanMusic(Adapter):
                        "('<id> <genres> <Y|N> <artist> [<composer>]') and <part>/LICENSE, <part> one of "
                        + ", ".join(PARTS))
 
-    def _music(self, root: Path) -> Path:
-        found = musan_dir(root, "music", PARTS)
-        if found is None:
-            raise LayoutError(f"musan_music: no music/<part> folder ({', '.join(PARTS)}) under {root}. "
-                              f"Expected layout: {self.expected_layout}")
-        return found
-
-    def check_layout(self, root: Path, options: dict) -> None:
-        self._music(root)
-
-    def listing_roots(self, root: Path, options: dict) -> list[Path]:
-        return [self._music(root)]
-
-    def units(self, root: Path, options: dict) -> list[list[dict]]:
-        music = self._music(root)
-        recs = [r for part in PARTS if (music / part).is_dir() for r in list_part(music, part, self.corpus)]
-        return [recs[i:i + FILES_PER_UNIT] for i in range(0, len(recs), FILES_PER_UNIT)]
-
     def scan_unit(self, root: Path, options: dict, unit: list[dict]) -> Iterator[dict | Reject]:
-        music = self._music(root)
+        music = self._portion_dir(root)
         for rec in unit:
             if "error" in rec:
                 yield Reject(rec["id"], rec["error"])

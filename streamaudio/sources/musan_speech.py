@@ -30,11 +30,10 @@ import json
 from pathlib import Path
 from typing import Iterator
 
-from .base import Adapter, LayoutError, ProbeError, Reject, clip_row, probe_audio, register_adapter
-from .musan_music import list_part, musan_dir
+from .base import ProbeError, Reject, clip_row, probe_audio, register_adapter
+from .musan_music import MusanPortion
 
 PARTS = ("librivox", "us-gov")
-FILES_PER_UNIT = 32
 # a part's language where its files carry no annotation
 PART_LANGUAGE = {"us-gov": "en"}
 PART_LICENSE = {"librivox": "public domain (LibriVox; MUSAN speech/librivox/LICENSE)",
@@ -50,8 +49,9 @@ GENDERS = {"m": "male", "f": "female"}
 
 
 @register_adapter
-class MusanSpeech(Adapter):
+class MusanSpeech(MusanPortion):
     corpus = "musan_speech"
+    portion, parts = "speech", PARTS
     kind = "speech"
     license = "public domain (LibriVox recordings, US government works), per MUSAN LICENSE files"
     version = "1"
@@ -59,26 +59,8 @@ class MusanSpeech(Adapter):
     expected_layout = ("musan/speech/<part>/speech-<part>-NNNN.wav with <part>/ANNOTATIONS "
                        "('<id> <m|f> <language>') and <part>/LICENSE, <part> one of " + ", ".join(PARTS))
 
-    def _speech(self, root: Path) -> Path:
-        found = musan_dir(root, "speech", PARTS)
-        if found is None:
-            raise LayoutError(f"musan_speech: no speech/librivox or speech/us-gov folder under {root}. "
-                              f"Expected layout: {self.expected_layout}")
-        return found
-
-    def check_layout(self, root: Path, options: dict) -> None:
-        self._speech(root)
-
-    def listing_roots(self, root: Path, options: dict) -> list[Path]:
-        return [self._speech(root)]
-
-    def units(self, root: Path, options: dict) -> list[list[dict]]:
-        speech = self._speech(root)
-        recs = [r for part in PARTS if (speech / part).is_dir() for r in list_part(speech, part, self.corpus)]
-        return [recs[i:i + FILES_PER_UNIT] for i in range(0, len(recs), FILES_PER_UNIT)]
-
     def scan_unit(self, root: Path, options: dict, unit: list[dict]) -> Iterator[dict | Reject]:
-        speech = self._speech(root)
+        speech = self._portion_dir(root)
         for rec in unit:
             if "error" in rec:
                 yield Reject(rec["id"], rec["error"])
