@@ -31,9 +31,17 @@ INTENT = "sound_question"
 def music_round(ctx, t: float, about: str, cfg: dict, pacing: dict):
     """(music segment, first word time of the question, answer values) for a music round."""
     rng, phrases = ctx.rng, ctx.tables["phrases"]
-    where = (lambda r: bool(r.get("labels")) and tempo_of(r) is not None) if about == "music_tempo" \
-        else (lambda r: bool(r.get("labels")))
-    clip = ctx.pools["music"].choice(rng, where=where)
+    long_enough = cfg["music_min_s"]  # the question must start while the music still plays
+
+    def where(r):
+        return bool(r.get("labels")) and r["duration_s"] >= long_enough and (
+            about != "music_tempo" or tempo_of(r) is not None)
+
+    try:
+        clip = ctx.pools["music"].choice(rng, where=where)
+    except PlanError:
+        raise PlanError(f"no music clip of {long_enough} s or more with labels"
+                        f"{' and a tempo' if about == 'music_tempo' else ''} in the {ctx.split} pool") from None
     dur = clip["duration_s"]
     before = min(uniform(rng, cfg["music_before_s"]), max(0.5, dur - 1.0))  # the question starts while it plays
     bpm = tempo_of(clip)

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from streamaudio.build.shards import episode_row
-from streamaudio.plan import PlanContext, Pool, episode_seed, load_recipes
+from streamaudio.plan import PlanContext, PlanError, Pool, episode_seed, load_recipes
 from streamaudio.plan.store import plan_to_dict
 from streamaudio.render.label import episode_violations
 
@@ -344,6 +344,24 @@ def test_sound_aware_works_with_either_pool_alone(recipes, clip_pools, only):
         kinds = {s.kind for s in plan.segments if s.role == "environment"}
         assert kinds == {"music" if only == "music" else "sound"}
         check_sound_aware(row)
+
+
+def test_sound_aware_asks_while_the_music_still_plays(recipes, clip_pools):
+    """A music clip too short to ask about while it plays (a 0.3 s pluck, as real catalogs
+    hold) is never drawn; with only such clips the episode is a PlanError that says so."""
+    recipe = recipes["chat_sound_aware"]
+    mapping = {k: v for k, v in MAPPING["chat_sound_aware"].items() if k != "events"}
+    pools = dict(clip_pools)
+    short = [{**r, "id": r["id"] + "-short", "duration_s": 0.3} for r in clip_pools["music"]]
+    pools["music"] = clip_pools["music"] + short
+    for i in range(6):
+        plan, _ = plan_row(recipe, pools, f"sa-short-{i}", mapping=mapping)
+        for seg in (s for s in plan.segments if s.kind == "music"):
+            q = next(s for s in plan.segments if s.kind == "speech" and s.start_s > seg.start_s)
+            assert seg.clip["duration_s"] >= 2.0 and q.start_s < seg.start_s + seg.clip["duration_s"]
+    pools["music"] = short
+    with pytest.raises(PlanError, match="no music clip of 2.0 s or more"):
+        plan_row(recipe, pools, "sa-short-only", mapping=mapping)
 
 
 # ---------------------------------------------------------------- the built demo
