@@ -93,7 +93,8 @@ def test_audioset_active_span_finds_the_event(fixture_root, tmp_path):
     for ev in truth:
         r = rows[f"audioset:{ev['id']}"]
         assert ev["label"] in r["labels"]
-        assert abs(r["active_start_s"] - ev["onset_s"]) <= 0.03, (ev, r["active_start_s"])
+        # within 5 frames: an impulsive sound fading in (applause) crosses the floor in flickers
+        assert abs(r["active_start_s"] - ev["onset_s"]) <= 0.05, (ev, r["active_start_s"])
         # decaying tails (music, bells) fall under the floor early; an end is never late
         assert ev["offset_s"] - 0.5 <= r["active_end_s"] <= ev["offset_s"] + 0.03, (ev, r["active_end_s"])
 

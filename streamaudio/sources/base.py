@@ -312,10 +312,12 @@ def active_span(path: Path, floor_margin_db: float = 12.0, hop_s: float = 0.01, 
     e = 10 * np.log10(e + 1e-12)
     floor = np.percentile(e, 10)
     loud = (e > floor + floor_margin_db).astype(np.int8)
-    # runs of loud frames; a lone loud frame in a noise bed is a fluctuation, not an event
+    # runs of loud frames; a lone loud frame in a noise bed is a fluctuation, not an event,
+    # unless it stands far above the floor: a key click or a footstep is one or two frames long
     edges = np.diff(np.concatenate([[0], loud, [0]]))
     starts, ends = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]
-    keep = (ends - starts) >= min_run
+    peaks = np.maximum.reduceat(e, starts) if len(starts) else np.zeros(0)
+    keep = ((ends - starts) >= min_run) | (peaks > floor + 2 * floor_margin_db)
     if not keep.any():
         return -1.0, -1.0
     return round(starts[keep][0] * hop / sr, 4), round(ends[keep][-1] * hop / sr, 4)
