@@ -68,7 +68,7 @@ def clip_pools(fixture_root, tmp_path_factory) -> dict[str, list[dict]]:
     return fixture_pools(fixture_root, tmp_path_factory.mktemp("pools"))
 
 
-# A throwaway recipe (agent_scene_qa) that fails where {condition} holds, with {raise_}: a
+# A throwaway recipe (in place of the built-in agent_scene_qa) that fails where {condition} holds, with {raise_}: a
 # PlanError (a reject) or any other exception (a bug that must stop the build).
 FAILING_RECIPE = '''
 from streamaudio.plan import EpisodePlan, PlanError, PoolSpec, Recipe, SegmentPlan, TurnPlan
@@ -82,5 +82,5 @@ def plan(ctx):
                                                        text="ok", evidence=[seg])])
 
 RECIPE = Recipe(subtask="agent_scene_qa", ability="environment_agent", version="1",
-                pools={{"speech": PoolSpec("speech")}}, plan=plan, description="test recipe")
+                pools={{"speech": PoolSpec("speech")}}, plan=plan, description="test recipe", replaces=True)
 '''

@@ -1,6 +1,7 @@
 import io
 import json
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -139,12 +140,21 @@ def test_asr_noisy_reaches_its_target_snr_and_records_it(pools):
 
 
 def test_user_recipe_folder(tmp_path):
-    (tmp_path / "agent_addressee.py").write_text(textwrap.dedent('''
+    mine = textwrap.dedent('''
         from streamaudio.plan import EpisodePlan, Recipe
         RECIPE = Recipe(subtask="agent_addressee", ability="environment_agent", version="0",
-                        pools={"noise": "noise"}, plan=lambda ctx: EpisodePlan(segments=[], turns=[]))
-    '''))
-    assert "agent_addressee" in load_recipes((tmp_path,))
+                        pools={"noise": "noise"}, plan=lambda ctx: EpisodePlan(segments=[], turns=[]){replaces})
+    ''')
+    (tmp_path / "agent_addressee.py").write_text(mine.replace("{replaces}", ", replaces=True"))
+    recipes = load_recipes((tmp_path,))
+    assert Path(recipes["agent_addressee"].module_path) == (tmp_path / "agent_addressee.py").resolve()
+    # taking a built-in sub-task's place is deliberate: without replaces=True it is an error that says how
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "agent_addressee.py").write_text(mine.replace("{replaces}", ""))
+    if "agent_addressee" in load_recipes():
+        with pytest.raises(RecipeError, match="replaces=True"):
+            load_recipes((plain,))
     dup = tmp_path / "dup"
     dup.mkdir()
     (dup / "x.py").write_text((tmp_path / "agent_addressee.py").read_text())

@@ -37,7 +37,7 @@ def plan(ctx):
 RECIPE = Recipe(subtask="agent_addressee", ability="environment_agent", version="1",
                 pools={"speech": PoolSpec("speech"), "noise": PoolSpec("noise")},
                 tables={"instructions": InstructionBank("tables/agent_addressee.yaml")},
-                plan=plan, description=__doc__)
+                plan=plan, description=__doc__, replaces=True)
 '''
 UTIL = '''
 LEAD_S = 0.6

@@ -58,6 +58,9 @@ class Recipe:
     plan: Callable[[PlanContext], EpisodePlan]
     tables: dict[str, Any] = field(default_factory=dict)  # table name -> TableProvider, or a YAML path
     description: str = ""
+    # a user's recipe that deliberately takes the place of a built-in sub-task of the same
+    # slug (their own version of it); without it a clash is an error, so nothing is replaced by accident
+    replaces: bool = False
     module_path: str = ""  # filled in by the loader
     package: str = ""  # the import name of the recipe's folder package
 
@@ -107,9 +110,11 @@ def _folder_package(folder: Path) -> str:
 @lru_cache(maxsize=None)
 def load_recipes(extra_dirs: tuple[Path, ...] = ()) -> dict[str, Recipe]:
     """Every recipe in the built-in folder plus the user's folders. A later folder may not
-    silently replace an earlier recipe: a duplicate sub-task slug is an error."""
+    silently replace an earlier recipe: a duplicate sub-task slug is an error, unless a user's
+    recipe says ``replaces=True`` and what it replaces is built in."""
     tax = taxonomy().subtasks
     out: dict[str, Recipe] = {}
+    replaced: set[str] = set()
     for d in (BUILTIN_RECIPES_DIR, *extra_dirs):
         d = Path(d)
         if not d.is_dir():
@@ -127,7 +132,13 @@ def load_recipes(extra_dirs: tuple[Path, ...] = ()) -> dict[str, Recipe]:
                 raise RecipeError(f"{path}: a recipe module must define RECIPE = streamaudio.plan.Recipe(...) "
                                   "(helper modules start with '_')")
             if recipe.subtask in out:
-                raise RecipeError(f"{path}: sub-task {recipe.subtask!r} already defined by {out[recipe.subtask].module_path}")
+                prev = out[recipe.subtask].module_path
+                builtin = Path(prev).parent == BUILTIN_RECIPES_DIR.resolve()
+                if not (recipe.replaces and builtin and recipe.subtask not in replaced):
+                    hint = (" (a user's recipe may take the place of the built-in one with Recipe(..., replaces=True))"
+                            if builtin and not recipe.replaces else "")
+                    raise RecipeError(f"{path}: sub-task {recipe.subtask!r} already defined by {prev}{hint}")
+                replaced.add(recipe.subtask)
             if recipe.subtask not in tax:
                 raise RecipeError(f"{path}: {recipe.subtask!r} is not a sub-task of manifests/taxonomy.yaml")
             if tax[recipe.subtask] != recipe.ability:
