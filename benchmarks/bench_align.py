@@ -5,9 +5,14 @@
   word's audio falls silent), median and 90th percentile over every boundary;
 - pocketsphinx speed: audio seconds per CPU second in one process (per core);
 - ctc speed on the CPU with a wav2vec2-base-sized, randomly initialised model at
-  a few batch sizes (torch limited to one thread, so per core); on a GPU run
-  `--device cuda` to get hours of audio per GPU-minute;
+  a few batch sizes (torch limited to one thread, so per core);
 - ASR check WER of pocketsphinx's decoder on fixture speech.
+
+`--device cuda` measures only the GPU stage (needs torch with CUDA, transformers, numpy;
+neither Ray nor soundfile): end to end (audio arrays in, word timings out) at several
+batch sizes, the split between host preparation, copies, emissions and search, peak GPU
+memory, the model forward alone, and whether the fused search kernel's paths equal the
+torch reference's on the same fp32 emissions (the model's and random ones with ties).
 """
 from __future__ import annotations
 
@@ -20,9 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-
-from streamaudio.fixtures import write_all
-from streamaudio.sources import get_adapter, write_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -113,6 +115,125 @@ def asr_wer(rows, params=None):
             "x_realtime_per_core": round(audio_s / cpu_s, 1)}
 
 
+def ctc_gpu(batch_sizes, seconds_per_item: float = 12.0, items: int = 1024, out: Path | None = None) -> dict:
+    """The GPU stage: see the module docstring. Writes the report to ``out`` after every step."""
+    import torch
+
+    from streamaudio.align import ctc_kernel
+    from streamaudio.align.ctc import NEG_INF, CTCAligner, StageTimes, ctc_search
+    from streamaudio.align.models import write_random_wav2vec2
+
+    report: dict = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__,
+                    "model": "wav2vec2-base architecture (95M parameters), random weights, bf16, SDPA attention",
+                    "seconds_per_item": seconds_per_item, "items": items}
+
+    def save():
+        if out:
+            out.write_text(json.dumps(report, indent=2) + "\n")
+
+    rng = np.random.default_rng(0)
+    distinct = [(rng.standard_normal(int(seconds_per_item * 16000)) * 0.1).astype(np.float32) for _ in range(8)]
+    audios = [distinct[i % 8] for i in range(items)]
+    # about 14 characters per second, as read speech has
+    words = "the quick brown fox jumps over a lazy dog while seven wizards quietly hex jolly boxes".split()
+    text = " ".join(words[i % len(words)] for i in range(int(seconds_per_item * 14 / 5.5)))
+    texts, langs = [text] * items, ["en"] * items
+    audio_h = items * seconds_per_item / 3600
+    t_start = time.perf_counter()
+    model_dir = Path(tempfile.mkdtemp()) / "base"
+    write_random_wav2vec2(model_dir, "base", seed=0)
+    aligner = CTCAligner(model_dir, device="cuda")
+    report["attention"] = aligner.attention
+    report["search"] = "fused Triton kernel" if ctc_kernel.available("cuda") else "torch reference (no Triton)"
+    report["by_batch_size"] = {}
+
+    def run(key, al, bs):
+        try:
+            al.max_batch_s = bs * seconds_per_item + 1e-3
+            al.align_batch(audios[:bs], texts[:bs], langs[:bs])  # warm-up: kernels, allocator, autotuning
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            w0 = time.perf_counter()
+            res = al.align_batch(audios, texts, langs)
+            torch.cuda.synchronize()
+            wall = time.perf_counter() - w0
+            aligned = sum(not isinstance(r, Exception) for r in res)
+            al.times = StageTimes()
+            n = min(items, 4 * bs)
+            al.align_batch(audios[:n], texts[:n], langs[:n])
+            torch.cuda.synchronize()
+            split = al.times.settle()
+            al.times = None
+            report["by_batch_size"][key] = {
+                "batch": bs, "wall_s": round(wall, 3), "x_realtime": round(items * seconds_per_item / wall, 1),
+                "audio_hours_per_gpu_minute": round(audio_h / (wall / 60), 2), "aligned": aligned,
+                "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2 ** 30, 2),
+                "split_ms_per_audio_hour": {k: round(v / (n * seconds_per_item / 3600), 1) for k, v in split.items()},
+            }
+        except Exception as exc:  # noqa: BLE001 - one failing configuration (out of memory) must not lose the others
+            report["by_batch_size"][key] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+            torch.cuda.empty_cache()
+        save()
+
+    for bs in batch_sizes:
+        run(str(bs), aligner, bs)
+    torch.backends.cudnn.benchmark = True  # the convolutions' algorithms autotuned per shape
+    for bs in batch_sizes[-2:]:
+        run(f"{bs}+cudnn_benchmark", aligner, bs)
+    if time.perf_counter() - t_start < 150:
+        compiled = CTCAligner(model_dir, device="cuda", compile=True)
+        run(f"{batch_sizes[-2]}+cudnn_benchmark+compile", compiled, batch_sizes[-2])
+        del compiled
+    torch.backends.cudnn.benchmark = False
+    # the model forward alone, and the search alone: kernel against the reference on the same fp32 emissions
+    bs = 64
+    lp, frames = aligner.emissions(audios[:bs])
+    torch.cuda.synchronize()
+    w0 = time.perf_counter()
+    for _ in range(5):
+        aligner.emissions(audios[:bs])
+    torch.cuda.synchronize()
+    report["forward_only_x_realtime_batch64"] = round(5 * bs * seconds_per_item / (time.perf_counter() - w0), 1)
+    item = aligner._prepare(text, "en", audios[0])
+    tgt = torch.tensor([item.target] * bs, device="cuda")
+    tl = torch.full((bs,), len(item.target), device="cuda")
+    il = torch.tensor(frames, device="cuda")
+    checks = {}
+    for name, emissions in [("model_emissions", lp), ("random_with_ties", _tied_emissions(lp.shape, lp.device))]:
+        timing = {}
+        got = {}
+        for impl in ("kernel", "reference"):
+            if impl == "kernel" and not ctc_kernel.available("cuda"):
+                continue
+            ctc_search(emissions, tgt, aligner.blank, il, tl, impl=impl)
+            torch.cuda.synchronize()
+            w0 = time.perf_counter()
+            states, scores, *_ = ctc_search(emissions, tgt, aligner.blank, il, tl, impl=impl)
+            torch.cuda.synchronize()
+            timing[impl] = round((time.perf_counter() - w0) * 1000, 2)
+            got[impl] = (states.cpu(), scores.cpu())
+        entry = {"batch": bs, "frames": int(lp.shape[1]), "states": 2 * len(item.target) + 1, "search_ms": timing}
+        if len(got) == 2:
+            (ks, kc), (rs, rc) = got["kernel"], got["reference"]
+            ok = [(bool(kc[b] <= NEG_INF / 2) == bool(rc[b] <= NEG_INF / 2)) and
+                  (bool(rc[b] <= NEG_INF / 2) or (torch.equal(ks[b, : frames[b]], rs[b, : frames[b]]) and kc[b] == rc[b]))
+                  for b in range(bs)]
+            entry["paths_identical"] = all(ok)
+            entry["items_with_a_path"] = int(sum(bool(rc[b] > NEG_INF / 2) for b in range(bs)))
+        checks[name] = entry
+    report["search_check"] = checks
+    save()
+    return report
+
+
+def _tied_emissions(shape, device):
+    import torch
+
+    g = torch.Generator(device="cpu").manual_seed(1)
+    logits = torch.randint(0, 3, shape, generator=g).float()  # few distinct values: many ties
+    return torch.log_softmax(logits, dim=-1).to(device)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--fixtures", type=Path, default=REPO / "build" / "fixtures")
@@ -120,7 +241,19 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="ctc speed: cpu or cuda")
     ap.add_argument("--batch-sizes", default="1,4,16")
     ap.add_argument("--skip-ctc", action="store_true")
+    ap.add_argument("--items", type=int, default=1024, help="cuda: items of 12 s per run")
     args = ap.parse_args()
+    if args.device == "cuda":
+        args.out.mkdir(parents=True, exist_ok=True)
+        sizes = [int(b) for b in (args.batch_sizes if args.batch_sizes != "1,4,16" else "32,64,128").split(",")]
+        report = {"machine": f"{platform.machine()}, Python {platform.python_version()}", "cpu_model": _cpu_model(),
+                  "ctc_gpu": ctc_gpu(sizes, items=args.items, out=args.out / "align-gpu.partial.json")}
+        (args.out / "align-gpu.json").write_text(json.dumps(report, indent=2) + "\n")
+        print(json.dumps(report, indent=2))
+        return
+    from streamaudio.fixtures import write_all
+    from streamaudio.sources import get_adapter, write_manifest
+
     if not (args.fixtures / "_truth" / "faults.json").exists():
         write_all(args.fixtures)
     args.out.mkdir(parents=True, exist_ok=True)
