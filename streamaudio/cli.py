@@ -27,7 +27,14 @@ def fixtures(out: Path = typer.Argument(..., help="folder to write the stand-in 
 
 @app.command()
 def build(catalog: Path = typer.Option(..., help="catalog YAML (see manifests/demo.yaml)"),
-          out: Path = typer.Option(..., help="output dataset folder"),
+          out: Optional[Path] = typer.Option(None, help="output dataset folder (required unless --plan-only)"),
+          data_root: Optional[Path] = typer.Option(None, help="the catalog's ${data_root}: the folder holding the "
+                                                             "corpora (overrides STREAMAUDIO_DATA_ROOT and vars)"),
+          plan_only: bool = typer.Option(False, "--plan-only", help="scan sources and plan a sample of episodes, "
+                                         "render nothing: report per sub-task episodes, hours and corpora; "
+                                         "sources not on disk are listed as missing"),
+          plan_sample: int = typer.Option(16, help="--plan-only: episodes planned per sub-task and split (0: all)"),
+          report: Optional[Path] = typer.Option(None, help="--plan-only: also write the report as JSON here"),
           ray_address: Optional[str] = typer.Option(None, help="Ray cluster to join ('auto' for an existing one); "
                                                               "default: start a local Ray"),
           num_cpus: Optional[int] = typer.Option(None, help="CPUs for a local Ray (default: all)"),
@@ -48,15 +55,26 @@ def build(catalog: Path = typer.Option(..., help="catalog YAML (see manifests/de
 
     Exit codes: 0 ok; 2 bad catalog, recipe, layout or setting, or a busy OUT; 3 a sub-task
     crossed its reject-rate gate; 4 a recipe crashed (its traceback is printed); 5 an LLM/TTS
-    endpoint failed past its retries (unless --allow-fallback). With 3 and 5 the dataset is written."""
+    endpoint failed past its retries (unless --allow-fallback). With 3 and 5 the dataset is written.
+    With --plan-only: 0 with the report (missing sources and blocked sub-tasks included), 2 for
+    a bad catalog, 4 for a recipe crash."""
     from .build.builder import (BuildError, EndpointFallbackError, RecipeCrashError, RejectGateError,
                                 build as run_build)
     from .build.catalog import CatalogError
     from .parallel import RayConnectError
     from .sources import LayoutError
 
+    variables = {"data_root": str(data_root.resolve())} if data_root else None
+    if plan_only:
+        return _plan_only(catalog, out, variables, plan_sample, report, ray_address=ray_address, num_cpus=num_cpus,
+                          show_progress=progress, cache_dir=cache_dir,
+                          llm={"base_url": llm_base_url, "model": llm_model},
+                          tts={"backend": tts, "base_url": tts_base_url, "model": tts_model, "voice": tts_voice})
+    if out is None:
+        err.print("error: --out is required (unless --plan-only)", markup=False, highlight=False)
+        raise typer.Exit(2)
     try:
-        b = run_build(catalog, out, ray_address=ray_address, num_cpus=num_cpus, resume=resume,
+        b = run_build(catalog, out, variables=variables, ray_address=ray_address, num_cpus=num_cpus, resume=resume,
                       show_progress=progress, cache_dir=cache_dir,
                       llm={"base_url": llm_base_url, "model": llm_model},
                       tts={"backend": tts, "base_url": tts_base_url, "model": tts_model, "voice": tts_voice},
@@ -79,6 +97,29 @@ def build(catalog: Path = typer.Option(..., help="catalog YAML (see manifests/de
     err.print(f"built {out}: {e['written']} episodes ({b['hours']:.3f} h) in {len(b['subtasks'])} sub-tasks; "
               f"rejected: {e['rejected']} episodes, {inputs} inputs, {by.get('curate', 0)} scenario drafts "
               f"(see rejects.parquet)")
+
+
+def _plan_only(catalog: Path, out: Optional[Path], variables: Optional[dict], sample: int, report: Optional[Path],
+               **kw) -> None:
+    """`build --plan-only`: the plan report on stdout (and as JSON in ``report``)."""
+    from .build.builder import BuildError, RecipeCrashError, plan_catalog
+    from .build.catalog import CatalogError
+    from .build.estimate import format_plan
+    from .parallel import RayConnectError
+    from .sources import LayoutError
+
+    try:
+        r = plan_catalog(catalog, variables, sample=sample, out=out, **kw)
+    except RecipeCrashError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(4)
+    except (BuildError, CatalogError, LayoutError, RayConnectError) as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2)
+    if report:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(r, indent=2) + "\n")
+    print(format_plan(r))
 
 
 @app.command()
@@ -265,6 +306,12 @@ def catalog_schema():
     from .build.catalog import catalog_schema as schema
 
     print(json.dumps(schema(), indent=2))
+
+
+# `streamaudio policy decide`: the proactive sound policy over the AudioSet ontology
+from .text.sound_policy import add_policy_cli  # noqa: E402
+
+add_policy_cli(app)
 
 
 def _ray(address: Optional[str], num_cpus: Optional[int]) -> None:

@@ -6,6 +6,10 @@
     shard tasks (plan, render, label, write) on Ray --> shards, plans, summaries
     summaries --> build.json, rejects.parquet, the dataset card
 
+``build --plan-only`` (``Builder.plan``) stops before the shards: it reports per sub-task the
+episodes, hours (from a planned sample) and corpora a build would make, with the sources
+not on disk listed as missing and the sub-tasks that need them as blocked.
+
 The builder knows no stage, table or recipe by name: stages and adapters come
 from their registries, tables from the recipes' providers. Work files
 (per-shard summaries and plans) live in ``OUT.work/``, beside the dataset and
@@ -22,6 +26,7 @@ import platform
 import re
 import shutil
 import time
+import traceback
 from dataclasses import asdict
 from pathlib import Path
 
@@ -31,12 +36,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .. import __version__
-from ..format import FORMAT_VERSION, SPLITS
+from ..format import FORMAT_VERSION, SPLITS, taxonomy
 from ..parallel import init_ray
 from ..plan import PoolData, RecipeError, load_recipes
 from ..plan.recipes import code_fingerprint
 from ..progress import progress_bar
-from ..sources.base import REJECT_SCHEMA, get_adapter
+from ..sources.base import REJECT_SCHEMA, LayoutError, get_adapter
 from ..speech.tts import TTSConfig, make_tts
 from ..stages import BuildEnv, SourceState, run_source_stages, static_kind
 from ..text.cache import content_key
@@ -45,9 +50,10 @@ from ..text.tables import TableEnv
 from .card import render_card
 from .lock import BuildLock, BuildLocked
 from .catalog import Catalog, load_catalog
-from .shards import RecipeCrash, ShardTask, finished_summary, run_shard
+from .shards import RecipeCrash, ShardTask, finished_summary, plan_episode, run_shard
 
 log = logging.getLogger("streamaudio")
+PLAN_SAMPLE = 16  # episodes planned per sub-task and split by `build --plan-only` (0: all)
 
 
 class BuildError(RuntimeError):
@@ -144,8 +150,10 @@ def _run_shard_remote(task: dict, tables: dict, *pool_data):
 class Builder:
     def __init__(self, catalog: Catalog, out: Path, ray_address: str | None = None, num_cpus: int | None = None,
                  resume: bool = True, show_progress: bool = True, cache_dir: Path | None = None,
-                 llm: dict | None = None, tts: dict | None = None, allow_fallback: bool = False):
+                 llm: dict | None = None, tts: dict | None = None, allow_fallback: bool = False,
+                 plan_only: bool = False):
         self.catalog, self.out = catalog, Path(out).resolve()
+        self.plan_only = plan_only  # `plan()`: a sub-task that cannot be built is reported, not raised
         self.allow_fallback = allow_fallback
         self.work = work_dir(self.out)
         # shared across builds (content-addressed): a corpus is scanned, spoken and aligned once
@@ -172,7 +180,8 @@ class Builder:
             self.recipes = load_recipes(catalog.recipe_dirs)
         except RecipeError as exc:
             raise BuildError(str(exc)) from None
-        self._check_pools()
+        if not plan_only:
+            self._check_pools()
 
     @property
     def llm(self):
@@ -181,24 +190,34 @@ class Builder:
     def _check_pools(self) -> None:
         """Every recipe pool maps to a source whose rows (after its stages) are the right kind
         and carry the facts the recipe needs; said when the catalog loads, not mid-build."""
+        for st in self.catalog.subtasks:
+            problem = self._pool_problem(st)
+            if problem:
+                raise BuildError(problem)
+
+    def _pool_problem(self, st: str) -> str:
+        """Why sub-task ``st`` of the catalog cannot be built with its recipe and pools ("" if it can)."""
         cat = self.catalog
-        for st, spec in cat.subtasks.items():
-            if st not in self.recipes:
-                raise BuildError(f"catalog asks for sub-task {st!r} but no recipe defines it; "
-                                 f"available: {sorted(self.recipes)}")
-            want = self.recipes[st].pool_specs()
-            missing = {p for p, ps in want.items() if not ps.optional} - set(spec.pools)
-            if missing:
-                raise BuildError(f"sub-task {st!r}: recipe needs pools {sorted(missing)}; "
-                                 f"map them to sources under subtasks/{st}/pools in {cat.path}")
-            extra = set(spec.pools) - set(want)
-            if extra:
-                raise BuildError(f"sub-task {st!r}: the recipe has no pool(s) {sorted(extra)} (it has {sorted(want)})")
-            for pool, ps in want.items():
-                if pool not in spec.pools:  # an optional pool left out
-                    continue
-                for name in spec.pools[pool]:
+        spec = cat.subtasks[st]
+        if st not in self.recipes:
+            return f"catalog asks for sub-task {st!r} but no recipe defines it; available: {sorted(self.recipes)}"
+        want = self.recipes[st].pool_specs()
+        missing = {p for p, ps in want.items() if not ps.optional} - set(spec.pools)
+        if missing:
+            return (f"sub-task {st!r}: recipe needs pools {sorted(missing)}; "
+                    f"map them to sources under subtasks/{st}/pools in {cat.path}")
+        extra = set(spec.pools) - set(want)
+        if extra:
+            return f"sub-task {st!r}: the recipe has no pool(s) {sorted(extra)} (it has {sorted(want)})"
+        for pool, ps in want.items():
+            if pool not in spec.pools:  # an optional pool left out
+                continue
+            for name in spec.pools[pool]:
+                try:
                     self._check_source(st, pool, ps, cat.sources[name])
+                except BuildError as exc:
+                    return str(exc)
+        return ""
 
     def _check_source(self, st: str, pool: str, ps, src) -> None:
         try:
@@ -277,6 +296,142 @@ class Builder:
             raise RejectGateError(gate_msg.replace("crossed (", "crossed (the dataset was written; ", 1))
         return build
 
+    # ------------------------------------------------------------ plan only
+    def source_problem(self, name: str) -> str:
+        """Why a catalog source cannot be read ("" if it can): its root is not on disk, or is
+        not laid out as its corpus unpacks."""
+        spec = self.catalog.sources[name]
+        adapter = get_adapter(spec.corpus)
+        if not Path(spec.root).exists():
+            return f"{spec.root} does not exist (expected layout: {adapter.expected_layout})"
+        try:
+            adapter.check_layout(Path(spec.root), spec.options)
+        except (LayoutError, OSError) as exc:
+            return " ".join(str(exc).split())
+        return ""
+
+    def plan(self, sample: int = PLAN_SAMPLE) -> dict:
+        """What a build of the catalog would make, without rendering anything (``build
+        --plan-only``): per sub-task its episodes per split, the hours they come to, and the
+        corpora and clips each pool would draw from. Sources whose roots are not on disk (or
+        not in their corpus's layout) are listed as missing and the sub-tasks that draw from
+        them as blocked, as are sub-tasks without a recipe or with pools that do not fit it;
+        the rest are scanned (every source stage, from the stage cache where it has them),
+        their tables resolved and ``sample`` episodes per split planned (0: every episode),
+        spread evenly over the split's episode ids. Hours are each split's episode count
+        times the mean length of its planned sample; the sample's rejects are reported."""
+        cat = self.catalog
+        tax = taxonomy().subtasks
+        sources: dict[str, dict] = {}
+        for name in cat.needed_sources():
+            spec = cat.sources[name]
+            why = self.source_problem(name)
+            sources[name] = {"corpus": spec.corpus, "root": str(spec.root), "status": "missing" if why else "present",
+                             **({"reason": why} if why else {})}
+        missing = {n: v["reason"] for n, v in sources.items() if v["status"] == "missing"}
+        subtasks: dict[str, dict] = {}
+        for st, spec in sorted(cat.subtasks.items()):
+            recipe = self.recipes.get(st)
+            uses = sorted({src for srcs in spec.pools.values() for src in srcs})
+            info = {"ability": recipe.ability if recipe else tax.get(st, ""), "episodes": spec.count,
+                    "splits": {k: v for k, v in cat.split_counts(spec.count).items() if v},
+                    "hours": None, "mean_episode_s": None,
+                    "corpora": sorted({cat.sources[src].corpus for src in uses}),
+                    "pools": {p: {"sources": list(srcs), "corpora": sorted({cat.sources[x].corpus for x in srcs})}
+                              for p, srcs in sorted(spec.pools.items())},
+                    "missing_sources": [src for src in uses if src in missing], "problems": []}
+            problem = self._pool_problem(st) if recipe else "no recipe defines this sub-task (`streamaudio recipes` lists them)"
+            if problem:
+                info["problems"].append(problem)
+            info["status"] = "blocked" if problem or info["missing_sources"] else "ready"
+            subtasks[st] = info
+        ready = [st for st, v in subtasks.items() if v["status"] == "ready"]
+        states: dict[str, SourceState] = {}
+        for name in sorted({src for st in ready for srcs in cat.subtasks[st].pools.values() for src in srcs}):
+            states[name] = run_source_stages(SourceState(name=name, spec=cat.sources[name]), self.env)
+            rep = states[name].report
+            sources[name].update({"seen": rep.get("seen"), "used": rep.get("used"), "rejected": rep.get("rejected"),
+                                  "stages_reused": rep.get("stages_reused", [])})
+        rejects = [r for st in states.values() for r in st.rejects]
+        by_split = {name: split_table(st.table, cat.splits) for name, st in states.items()}
+        tables, table_report, _ = self._tables(states, by_split, rejects, subtasks=set(ready))
+        for st in ready:
+            subtasks[st].update(self._plan_sample(st, by_split, tables[st], sample))
+            subtasks[st]["tables"] = {name: r["note"] for name, r in table_report[st].items()}
+        abilities: dict[str, dict] = {}
+        for st, v in subtasks.items():
+            a = abilities.setdefault(v["ability"], {"episodes": 0, "hours": 0.0, "subtasks": 0, "blocked": 0})
+            a["episodes"] += v["episodes"]
+            a["hours"] += v["hours"] or 0.0
+            a["subtasks"] += 1
+            a["blocked"] += v["status"] != "ready"
+        return {
+            "catalog": {"name": cat.name, "path": str(cat.path), "seed": cat.seed, "fingerprint": cat.fingerprint},
+            "plan_only": True, "sample_per_split": sample,
+            "sources": sources, "missing_sources": missing,
+            "subtasks": subtasks, "abilities": dict(sorted(abilities.items())),
+            "blocked": sorted(st for st, v in subtasks.items() if v["status"] != "ready"),
+            "total": {"episodes": sum(v["episodes"] for v in subtasks.values()),
+                      "ready_episodes": sum(v["episodes"] for v in subtasks.values() if v["status"] == "ready"),
+                      "hours": sum(v["hours"] or 0.0 for v in subtasks.values())},
+        }
+
+    def _plan_sample(self, st: str, by_split: dict, tables: dict, sample: int) -> dict:
+        """Plan a sample of a sub-task's episodes (no rendering): per split the episodes planned
+        and rejected (with reasons), their mean length, the clips each pool has; the hours."""
+        from ..plan import Pool
+        from ..plan.store import plan_from_dict
+        from ..plan.types import EpisodeRejected
+        from .estimate import plan_duration
+
+        cat, spec, recipe = self.catalog, self.catalog.subtasks[st], self.recipes[st]
+        splits, hours, lengths, reasons = {}, 0.0, [], {}
+        clips = {p: {} for p in spec.pools}
+        for split, n in cat.split_counts(spec.count).items():
+            if not n:
+                continue
+            pools = {}
+            for p, srcs in spec.pools.items():
+                table = pool_splits(srcs, by_split)[split]
+                clips[p][split] = table.num_rows
+                pools[p] = Pool(f"{'+'.join(srcs)}/{split}", table)
+            task = ShardTask(subtask=st, split=split, index=0, total=1, first=0, count=n, out_path="", summary_path="",
+                             plans_path="", pools={p: list(v) for p, v in spec.pools.items()}, pool_keys={},
+                             recipe_dirs=[str(d) for d in cat.recipe_dirs], seed=cat.seed, options=dict(spec.options),
+                             fingerprint="", chunk_s=cat.chunk_s)
+            k = n if sample <= 0 else min(sample, n)
+            picks = sorted({int(round(x)) for x in np.linspace(0, n - 1, k)})
+            got, rejected = [], 0
+            for i in picks:
+                eid = f"{st}-{split}-{i:06d}"
+                try:
+                    stored, _ = plan_episode(task, eid, pools, recipe, tables)
+                except EpisodeRejected as exc:
+                    rejected += 1
+                    why = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+                    reasons[why] = reasons.get(why, 0) + 1
+                    continue
+                except Exception as exc:
+                    raise RecipeCrashError(f"recipe {st!r} ({recipe.module_path}) failed on episode {eid} with "
+                                           f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}") from None
+                got.append(plan_duration(plan_from_dict(stored), cat.chunk_s))
+            mean = float(np.mean(got)) if got else None
+            splits[split] = {"episodes": n, "planned": len(got), "rejected": rejected, "mean_episode_s": mean}
+            lengths += got
+            if mean is not None:
+                hours += n * mean / 3600
+        planned = sum(v["planned"] for v in splits.values())
+        rejected = sum(v["rejected"] for v in splits.values())
+        return {"hours": hours if lengths else None, "mean_episode_s": float(np.mean(lengths)) if lengths else None,
+                "sample": {"planned": planned, "rejected": rejected,
+                           "reject_rate": rejected / max(1, planned + rejected),
+                           "reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])[:5]), "splits": splits},
+                "pools": {p: {**self._pool_info(st, p), "clips": clips[p]} for p in spec.pools}}
+
+    def _pool_info(self, st: str, pool: str) -> dict:
+        srcs = self.catalog.subtasks[st].pools[pool]
+        return {"sources": list(srcs), "corpora": sorted({self.catalog.sources[x].corpus for x in srcs})}
+
     def _sources(self) -> dict[str, SourceState]:
         needed = self.catalog.needed_sources()
         states = {}
@@ -285,16 +440,20 @@ class Builder:
             states[name] = run_source_stages(state, self.env)
         return states
 
-    def _tables(self, states, by_split, rejects) -> tuple[dict, dict, dict]:
-        """Every recipe's tables, resolved by their providers (with the LLM when there is one)."""
+    def _tables(self, states, by_split, rejects, subtasks=None) -> tuple[dict, dict, dict]:
+        """Every recipe's tables (of ``subtasks``, default all), resolved by their providers
+        (with the LLM when there is one)."""
         tables, report, sha = {}, {}, {}
         for st, spec in sorted(self.catalog.subtasks.items()):
+            if subtasks is not None and st not in subtasks:
+                continue
             recipe = self.recipes[st]
             env = TableEnv(llm=self.llm, subtask=st, ability=recipe.ability, description=recipe.description,
                            folder=recipe.folder, seed=self.catalog.seed,
                            pools={p: pool_splits(srcs, by_split) for p, srcs in spec.pools.items()},
                            reject=lambda stage, item, reason, st=st: rejects.append(
-                               {"stage": stage, "source": st, "item": item, "reason": reason}))
+                               {"stage": stage, "source": st, "item": item, "reason": reason}),
+                           cache_dir=self.cache_dir)
             report[st] = {}
             for name, provider in recipe.providers().items():
                 try:
@@ -513,5 +672,15 @@ def _versions() -> dict:
             "espeak-ng": shutil.which("espeak-ng") and "installed" or "missing"}
 
 
-def build(catalog: str | Path, out: str | Path, **kw) -> dict:
-    return Builder(load_catalog(catalog), Path(out), **kw).run()
+def build(catalog: str | Path, out: str | Path, variables: dict | None = None, **kw) -> dict:
+    return Builder(load_catalog(catalog, variables), Path(out), **kw).run()
+
+
+def plan_catalog(catalog: str | Path, variables: dict | None = None, sample: int = PLAN_SAMPLE,
+                 out: str | Path | None = None, **kw) -> dict:
+    """``build --plan-only``: the report of ``Builder.plan`` (nothing is written but the
+    stage and tempo caches). ``out`` only places the default cache, as for a build."""
+    cat = load_catalog(catalog, variables)
+    if out is None:
+        out = Path.cwd() / f"{cat.name}-plan"
+    return Builder(cat, Path(out), plan_only=True, **kw).plan(sample)

@@ -127,10 +127,13 @@ def _read_yaml(path: Path, what: str) -> dict:
 VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def _expand(value: str, variables: dict, where: str) -> str:
-    """``${name}`` from the environment (STREAMAUDIO_<NAME>) or the catalog's ``vars``."""
+def _expand(value: str, variables: dict, where: str, overrides: dict | None = None) -> str:
+    """``${name}`` from the command line (``overrides``: ``--data-root`` sets data_root), the
+    environment (STREAMAUDIO_<NAME>) or the catalog's ``vars``, in that order."""
     def sub(m):
         name = m.group(1)
+        if overrides and overrides.get(name) is not None:
+            return str(overrides[name])
         env = os.environ.get(f"STREAMAUDIO_{name.upper()}")
         if env is not None:
             return env
@@ -160,9 +163,12 @@ def _with_sources_from(raw: dict, path: Path) -> tuple[dict, dict]:
     return {"sources": sources, "bases": bases}, variables
 
 
-def load_catalog(path: str | Path) -> Catalog:
+def load_catalog(path: str | Path, variables: dict | None = None) -> Catalog:
+    """A catalog, checked and resolved. ``variables`` override its ``${name}`` variables
+    (e.g. ``{"data_root": "/data"}``), ahead of STREAMAUDIO_<NAME> and ``vars``."""
     from ..stages import ordered_stages
 
+    overrides = {k: v for k, v in (variables or {}).items() if v is not None}
     path = Path(path).resolve()
     raw = _read_yaml(path, "catalog")
     merged, variables = _with_sources_from(raw, path)
@@ -181,9 +187,9 @@ def load_catalog(path: str | Path) -> Catalog:
         stages = {k: copy.deepcopy(v) for k, v in s.items() if k in stage_keys}
         align = stages.get("align")
         if align and align.get("model_dir"):
-            align["model_dir"] = str((base / _expand(align["model_dir"], variables, where)).resolve())
+            align["model_dir"] = str((base / _expand(align["model_dir"], variables, where, overrides)).resolve())
         sources[name] = SourceSpec(name=name, corpus=s["corpus"],
-                                   root=(base / _expand(s["root"], variables, where)).resolve(),
+                                   root=(base / _expand(s["root"], variables, where, overrides)).resolve(),
                                    options=s.get("options", {}), stages=stages)
     subtasks = {}
     default_gate = raw.get("max_reject_rate", DEFAULT_MAX_REJECT_RATE)

@@ -110,3 +110,54 @@ def format_estimate(e: dict) -> str:
                   f"sources {t['source_core_h']:,.2f}), {t['gpu_h']:,.2f} GPU-hours"]
     lines += [f"not estimated: {m}" for m in e["not_estimated"]] + [n for n in e["notes"] if n]
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- build --plan-only
+def plan_duration(plan, chunk_s: float) -> float:
+    """The length a planned episode will render to, without rendering it: as the renderer
+    does, past every segment that does not loop and every turn, rounded up to whole chunks."""
+    from ..format import round_up_to_chunk
+
+    ends = []
+    for seg in plan.segments:
+        if seg.loop_to_end:
+            continue
+        avail = seg.clip["duration_s"] - seg.clip_start_s
+        ends.append(seg.start_s + (avail if seg.clip_dur_s is None else min(seg.clip_dur_s, avail)))
+    return round_up_to_chunk(max([plan.min_duration_s, *ends, *(t.trigger_s for t in plan.turns), chunk_s]), chunk_s)
+
+
+def format_plan(r: dict) -> str:
+    """`build --plan-only`'s report as text: sub-tasks (episodes, hours, corpora, status),
+    abilities, missing sources."""
+    def h(x):
+        return "-" if x is None else f"{x:,.1f}"
+
+    lines = [f"plan for {r['catalog']['path']} (nothing rendered; {r['sample_per_split'] or 'all'} episode(s) "
+             f"planned per sub-task and split)", "",
+             "| sub-task | ability | episodes | hours | mean s | sample rejected | corpora | status |",
+             "|---|---|---:|---:|---:|---:|---|---|"]
+    for st, v in r["subtasks"].items():
+        smp = v.get("sample")
+        rej = f"{smp['rejected']}/{smp['planned'] + smp['rejected']}" if smp else "-"
+        status = v["status"]
+        if v["missing_sources"]:
+            status += ": missing " + ", ".join(v["missing_sources"])
+        if v["problems"]:
+            status += ": " + "; ".join(v["problems"])
+        mean = "-" if v["mean_episode_s"] is None else f"{v['mean_episode_s']:.1f}"
+        lines.append(f"| {st} | {v['ability']} | {v['episodes']:,} | {h(v['hours'])} | {mean} | {rej} | "
+                     f"{', '.join(v['corpora'])} | {status} |")
+    lines += ["", "| ability | sub-tasks | blocked | episodes | hours (ready sub-tasks) |", "|---|---:|---:|---:|---:|"]
+    for a, v in r["abilities"].items():
+        lines.append(f"| {a} | {v['subtasks']} | {v['blocked']} | {v['episodes']:,} | {v['hours']:,.1f} |")
+    t = r["total"]
+    lines += ["", f"total: {t['episodes']:,} episodes ({t['ready_episodes']:,} ready), {t['hours']:,.1f} h of audio "
+                  f"in the ready sub-tasks; {len(r['blocked'])} sub-task(s) blocked"]
+    if r["missing_sources"]:
+        lines += ["", "missing sources (not on disk or not in their layout):"]
+        lines += [f"  {name}: {why}" for name, why in sorted(r["missing_sources"].items())]
+    reasons = [(st, why, n) for st, v in r["subtasks"].items() for why, n in (v.get("sample") or {}).get("reasons", {}).items()]
+    if reasons:
+        lines += ["", "sample rejects (first reasons):"] + [f"  {st}: {n} x {why}" for st, why, n in reasons]
+    return "\n".join(lines)

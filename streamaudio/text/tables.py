@@ -44,6 +44,7 @@ class TableEnv:
     tables: dict[str, Any] = field(default_factory=dict)  # values resolved before this one
     seed: int = 0
     reject: Callable[[str, str, str], None] = lambda stage, item, reason: None
+    cache_dir: Path | None = None  # the build's cache folder: providers that measure clips (ClipTempos) cache there
 
 
 @dataclass
