@@ -35,7 +35,7 @@ demo: setup
 	$(PY) -m streamaudio validate $(DEMO)
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=20
 
 bench: setup
 	$(PY) benchmarks/bench_render.py

@@ -196,9 +196,13 @@ def test_estimate_scales_the_measured_rates(built, tmp_path):
     cat = yaml.safe_load(built["catalog"].read_text())
     for spec in cat["subtasks"].values():
         spec["count"] *= 100
-    cat["subtasks"]["agent_scene_qa"] = {"count": 5, "pools": {"speech": "librispeech"}}  # never built: no rate
+    # a reference build that never built agent_scene_qa: it has no rate to scale
+    unmeasured = {**ref, "subtasks": {k: v for k, v in ref["subtasks"].items() if k != "agent_scene_qa"}}
+    (tmp_path / "reference.json").write_text(json.dumps(unmeasured))
     (tmp_path / "big.yaml").write_text(yaml.safe_dump(cat))
-    e = estimate(tmp_path / "big.yaml", built["one"], {"librispeech": 10 * ref["inputs"]["librispeech"]["seen"]})
+    e = estimate(tmp_path / "big.yaml", tmp_path / "reference.json",
+                 {"librispeech": 10 * ref["inputs"]["librispeech"]["seen"]})
+    assert "agent_scene_qa" not in e["subtasks"]
     for st, v in e["subtasks"].items():
         m = ref["subtasks"][st]
         hours = sum(s["hours"] for s in m["splits"].values())
@@ -213,5 +217,5 @@ def test_estimate_scales_the_measured_rates(built, tmp_path):
     tts = ref["inputs"]["ultrachat"]["stage_costs"]["tts"]
     assert tts["cpu_s"] > 0 and tts["rows_in"] > 0  # measured in the workers, forked engines included
     assert e["sources"]["ultrachat"]["stages"]["tts"]["core_h"] == pytest.approx(tts["cpu_s"] / 3600, rel=1e-6)
-    out = cli("estimate", tmp_path / "big.yaml", "--from", built["one"], "--source-clips", "librispeech=1000")
+    out = cli("estimate", tmp_path / "big.yaml", "--from", tmp_path / "reference.json", "--source-clips", "librispeech=1000")
     assert out.returncode == 0 and "| asr_utterance |" in out.stdout and "not estimated: sub-task agent_scene_qa" in out.stdout
