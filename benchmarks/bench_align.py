@@ -194,6 +194,8 @@ def ctc_gpu(batch_sizes, seconds_per_item: float = 12.0, items: int = 1024, out:
         aligner.emissions(audios[:bs])
     torch.cuda.synchronize()
     report["forward_only_x_realtime_batch64"] = round(5 * bs * seconds_per_item / (time.perf_counter() - w0), 1)
+    report["model_split_ms_batch64"] = _model_split(aligner, audios[:bs])
+    save()
     item = aligner._prepare(text, "en", audios[0])
     tgt = torch.tensor([item.target] * bs, device="cuda")
     tl = torch.full((bs,), len(item.target), device="cuda")
@@ -224,6 +226,36 @@ def ctc_gpu(batch_sizes, seconds_per_item: float = 12.0, items: int = 1024, out:
     report["search_check"] = checks
     save()
     return report
+
+
+def _model_split(aligner, audios, reps: int = 5) -> dict:
+    """Where the forward's time goes (ms per batch, CUDA events): the convolutional feature
+    encoder, the feature projection, the transformer, the CTC head."""
+    import torch
+
+    m = aligner.model
+    w2v = m.wav2vec2
+    x = torch.from_numpy(np.stack(audios)).to("cuda")
+    x = ((x - x.mean(1, keepdim=True)) / torch.sqrt(x.var(1, keepdim=True) + 1e-7)).to(aligner.dtype)
+    names = ("feature_encoder", "feature_projection", "transformer", "ctc_head")
+    total = dict.fromkeys(names, 0.0)
+    with torch.inference_mode():
+        for rep in range(reps + 1):
+            ev = [torch.cuda.Event(enable_timing=True) for _ in range(5)]
+            ev[0].record()
+            feats = w2v.feature_extractor(x).transpose(1, 2)
+            ev[1].record()
+            hidden, _ = w2v.feature_projection(feats)
+            ev[2].record()
+            enc = w2v.encoder(hidden)[0]
+            ev[3].record()
+            m.lm_head(enc)
+            ev[4].record()
+            torch.cuda.synchronize()
+            if rep:  # the first is a warm-up
+                for k, name in enumerate(names):
+                    total[name] += ev[k].elapsed_time(ev[k + 1]) / reps
+    return {"batch": len(audios), **{k: round(v, 2) for k, v in total.items()}}
 
 
 def _tied_emissions(shape, device):
