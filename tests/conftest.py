@@ -84,3 +84,18 @@ def plan(ctx):
 RECIPE = Recipe(subtask="agent_scene_qa", ability="environment_agent", version="1",
                 pools={{"speech": PoolSpec("speech")}}, plan=plan, description="test recipe", replaces=True)
 '''
+
+
+def built_rows(request, subtask: str) -> list[dict]:
+    """Every stored row of a sub-task in the demo build (the session's `built` fixture); skips,
+    before building anything, when manifests/demo.yaml does not list the sub-task."""
+    import pyarrow.parquet as pq
+    import yaml
+
+    demo = yaml.safe_load((REPO / "manifests" / "demo.yaml").read_text())
+    if subtask not in (demo.get("subtasks") or {}):
+        pytest.skip(f"{subtask} is not in manifests/demo.yaml")
+    built = request.getfixturevalue("built")
+    files = sorted((Path(built["one"]) / "data" / subtask).glob("*.parquet"))
+    assert files, f"{subtask} is in the demo catalog but the build wrote no shard"
+    return [r for f in files for r in pq.read_table(f).to_pylist()]

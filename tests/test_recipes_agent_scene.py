@@ -16,6 +16,7 @@ from streamaudio.plan.store import plan_to_dict
 from streamaudio.render.label import episode_violations
 from streamaudio.resources import MANIFESTS_DIR
 from streamaudio.text.tables import TableEnv
+from conftest import built_rows  # noqa: E402
 
 SCENE, ADDRESSEE = "agent_scene_qa", "agent_addressee"
 MAPPING = {SCENE: {"prompts": "prompts", "events": "sound", "noise": "noise"},
@@ -76,19 +77,6 @@ def addressee_rows(pools):
     return [plan_row(ADDRESSEE, pools, f"addr-{i}") for i in range(N_EPISODES)]
 
 
-def built_rows(request, subtask: str) -> list[dict]:
-    """Episodes of a sub-task from the demo build (the session's `built` fixture); skipped while
-    the demo catalog does not list the sub-task."""
-    import pyarrow.parquet as pq
-
-    demo = yaml.safe_load((MANIFESTS_DIR / "demo.yaml").read_text())
-    if subtask not in (demo.get("subtasks") or {}):
-        pytest.skip(f"{subtask} is not in manifests/demo.yaml yet")
-    built = request.getfixturevalue("built")
-    files = sorted((Path(built["one"]) / "data" / subtask).glob("*.parquet"))
-    rows = [r for f in files for r in pq.read_table(f).to_pylist()]
-    assert rows, f"the demo build has no {subtask} episodes"
-    return rows
 
 
 def attrs(seg: dict) -> dict:

@@ -10,7 +10,6 @@ evidence), so planned and built episodes are held to the same rules:
   segments carrying the label), the neighbour before/after (or none)."""
 import json
 import re
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -23,6 +22,7 @@ from streamaudio.plan import PlanContext, Pool, episode_seed, load_recipes
 from streamaudio.resources import MANIFESTS_DIR
 from streamaudio.text.llm import LLMError
 from streamaudio.text.tables import TableEnv
+from conftest import built_rows  # noqa: E402
 
 RECIPES = load_recipes()
 NARRATION, QA = RECIPES["sound_event_narration"], RECIPES["audio_qa"]
@@ -91,16 +91,6 @@ def as_row(plan) -> dict:
     return {"segments": segs, "turns": turns}
 
 
-def built_rows(request, subtask: str) -> list[dict]:
-    """The built demo's episodes of a sub-task; skipped while the demo catalog does not have it
-    (the demo build is not started for nothing)."""
-    demo = yaml.safe_load((MANIFESTS_DIR / "demo.yaml").read_text())
-    if subtask not in demo["subtasks"]:
-        pytest.skip(f"{subtask} is not in manifests/demo.yaml yet")
-    built = request.getfixturevalue("built")
-    files = sorted((Path(built["one"]) / "data" / subtask).glob("*.parquet"))
-    assert files, f"the demo build wrote no {subtask} shard"
-    return [r for f in files for r in pq.read_table(f).to_pylist()]
 
 
 # ---------------------------------------------------------------- what the data should say

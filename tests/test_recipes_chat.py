@@ -9,7 +9,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -17,6 +16,7 @@ from streamaudio.build.shards import episode_row
 from streamaudio.plan import PlanContext, PlanError, Pool, episode_seed, load_recipes
 from streamaudio.plan.store import plan_to_dict
 from streamaudio.render.label import episode_violations
+from conftest import built_rows  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TOL = 2e-3  # stored times are rounded to 0.1 ms; segments are placed on samples
@@ -365,14 +365,6 @@ def test_sound_aware_asks_while_the_music_still_plays(recipes, clip_pools):
 
 
 # ---------------------------------------------------------------- the built demo
-def built_rows(request, subtask: str) -> list[dict]:
-    """The stored rows of a sub-task in the built demo (skipped when manifests/demo.yaml lacks it)."""
-    if subtask not in (manifest("demo.yaml").get("subtasks") or {}):
-        pytest.skip(f"{subtask} is not in manifests/demo.yaml")
-    built = request.getfixturevalue("built")
-    files = sorted((built["one"] / "data" / subtask).glob("*.parquet"))
-    assert files, f"no shards of {subtask} in the built demo"
-    return [r for f in files for r in pq.read_table(f).to_pylist()]
 
 
 @pytest.mark.parametrize("subtask", sorted(MAPPING))

@@ -5,7 +5,6 @@ helpers, so a recipe that drew an alarm or answered a sound fails them."""
 import json
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -14,6 +13,7 @@ from streamaudio.plan import PlanContext, PlanError, Pool, episode_seed, load_re
 from streamaudio.plan.store import plan_to_dict
 from streamaudio.render.label import episode_violations
 from streamaudio.resources import MANIFESTS_DIR
+from conftest import built_rows  # noqa: E402
 
 SUBTASK = "proactive_ignore"
 MAPPING = {"events": "sound", "noise": "noise"}
@@ -111,16 +111,6 @@ def test_system_prompts_describe_a_quiet_assistant(recipe):
 
 
 # ---------------------------------------------------------------- built episodes
-def built_rows(request, subtask: str) -> list[dict]:
-    """Every stored row of a sub-task in the demo build; skips (before building anything)
-    when the demo catalog does not list the sub-task."""
-    demo = yaml.safe_load((MANIFESTS_DIR / "demo.yaml").read_text())
-    if subtask not in (demo.get("subtasks") or {}):
-        pytest.skip(f"{subtask} is not in manifests/demo.yaml")
-    built = request.getfixturevalue("built")
-    files = sorted((built["one"] / "data" / subtask).glob("*.parquet"))
-    assert files, f"{subtask} is in the demo catalog but the build wrote no shard"
-    return [r for f in files for r in pq.read_table(f).to_pylist()]
 
 
 def test_built_ignore_episodes_stay_silent(request):

@@ -8,7 +8,6 @@ import json
 from collections import defaultdict
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -18,6 +17,7 @@ from streamaudio.plan.store import plan_to_dict
 from streamaudio.render.label import episode_violations
 from streamaudio.resources import MANIFESTS_DIR
 from streamaudio.text import sound_policy as sp
+from conftest import built_rows  # noqa: E402
 
 MAPPING = {"events": "sound", "noise": "noise"}
 SAFETY = yaml.safe_load((MANIFESTS_DIR / "policy" / "proactive_safety.yaml").read_text())
@@ -49,16 +49,6 @@ def planned_rows(subtask, clip_pools, n=N_PLANS):
     return [to_row(recipe, plan_for(recipe, clip_pools, f"{subtask}-{i}"), f"{subtask}-{i}") for i in range(n)]
 
 
-def built_rows(request, subtask: str) -> list[dict]:
-    """Every stored row of a sub-task in the demo build; skips (before building anything) when
-    the demo catalog does not list the sub-task."""
-    demo = yaml.safe_load((MANIFESTS_DIR / "demo.yaml").read_text())
-    if subtask not in (demo.get("subtasks") or {}):
-        pytest.skip(f"{subtask} is not in manifests/demo.yaml")
-    built = request.getfixturevalue("built")
-    files = sorted((built["one"] / "data" / subtask).glob("*.parquet"))
-    assert files, f"{subtask} is in the demo catalog but the build wrote no shard"
-    return [r for f in files for r in pq.read_table(f).to_pylist()]
 
 
 def events_of(row) -> list[tuple[int, dict, dict]]:
