@@ -79,6 +79,23 @@ def test_accounting_and_rejects(built, fixture_root):
     assert b["rejects"]["total"] == len(rejects)
 
 
+def test_no_reply_is_due_while_its_utterance_is_still_heard(built):
+    """Over every episode of the demo: in the 100 ms after the evidence_s of each turn that waits
+    for a whole utterance (and after each reply's trigger), the stream is within 1 dB of the
+    stream without that utterance."""
+    import yaml
+
+    from streamaudio.audit.audible import AUDIBLE_LIMIT_DB, build_residues
+
+    res = build_residues(built["one"])
+    loud = [r for r in res if r.at_evidence_db > AUDIBLE_LIMIT_DB or (r.kind == "respond" and r.at_trigger_db > AUDIBLE_LIMIT_DB)]
+    assert not loud, loud[:5]
+    checked = {r.episode.rsplit("-", 2)[0] for r in res}
+    speech_led = {"asr_utterance", "asr_noisy", "chat_single_turn", "chat_multi_turn", "s2tt_instructed",
+                  "instr_spoken", "agent_tool_call", "agent_addressee"}
+    assert speech_led <= checked <= set(yaml.safe_load(built["catalog"].read_text())["subtasks"])
+
+
 def test_resume_reuses_finished_shards(built, tmp_path):
     out = tmp_path / "resumed"
     shutil.copytree(built["one"], out)

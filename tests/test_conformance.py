@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 
 from conftest import pool_for
+from streamaudio.audit.audible import AUDIBLE_LIMIT_DB, episode_residues
 from streamaudio.audit.validate import validate_shard
 from streamaudio.build.shards import ShardTask, episode_row, plan_episode, run_shard
 from streamaudio.format import MAX_EVIDENCE_DELAY_S, SEGMENT_TYPE, chunk_of, taxonomy
@@ -121,3 +122,7 @@ def test_recipe_builds_five_valid_episodes(subtask, setups, tmp_path):
         x, sr = sf.read(io.BytesIO(r["audio"]["bytes"]))
         assert sr == 16000 and len(x) == round(r["duration_s"] * 16000) and np.max(np.abs(x)) > 0.01
         assert any(s["snr_db"] is not None for s in r["segments"]) or len(r["segments"]) == 1
+        # no reply is due while the utterance it waits for is still heard (nor is its evidence_s)
+        for res in episode_residues(r, json.loads(p["plan"])):
+            assert res.at_evidence_db <= AUDIBLE_LIMIT_DB, res
+            assert res.kind != "respond" or res.at_trigger_db <= AUDIBLE_LIMIT_DB, res

@@ -331,3 +331,69 @@ def test_downmix_is_the_mean_of_the_channels():
         y = downmix(x)
         assert y.shape == (4000,) and y.dtype == np.float32
         assert np.allclose(y, x.mean(axis=1), atol=1e-6)
+
+
+def _decaying_words_clip(tmp_path, aligned_last_end_s: float):
+    """Two harmonic 'words' (0.3-0.7 s, 0.9-1.5 s), the second ringing on with a decay to ~1.8 s,
+    as a voiced word's release does; the timings claim the second word ends at
+    ``aligned_last_end_s`` (an aligner that ends words early)."""
+    sr = 16000
+    t = np.arange(int(2.4 * sr)) / sr
+    voice = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((140, 280, 420, 560), 1)).astype(np.float32)
+    env = np.zeros_like(t)
+    env[(t >= 0.3) & (t < 0.7)] = 1.0
+    env[(t >= 0.9) & (t < 1.5)] = 1.0
+    ring = t >= 1.5
+    env[ring] = np.exp(-(t[ring] - 1.5) / 0.06)
+    x = (0.3 * voice * env).astype(np.float32)
+    path = tmp_path / "words.wav"
+    sf.write(path, x, sr)
+    return {"id": "t:words", "corpus": "t", "path": str(path), "offset_s": 0.0, "duration_s": 2.4, "sample_rate": sr,
+            "text": "one two", "language": "en", "labels": [], "license": "",
+            "words": [{"text": "one", "start_s": 0.3, "end_s": 0.7}, {"text": "two", "start_s": 0.9, "end_s": aligned_last_end_s}]}
+
+
+@pytest.mark.parametrize("room", [False, True])
+def test_a_reply_waits_until_its_utterance_is_no_longer_heard(tmp_path, room):
+    sr = SAMPLE_RATE
+    words = _decaying_words_clip(tmp_path, aligned_last_end_s=1.45)
+    noise = tmp_path / "bed.wav"
+    sf.write(noise, (np.random.default_rng(5).standard_normal(sr * 6) * 0.1).astype(np.float32), sr)
+    bed = {"id": "t:bed", "corpus": "t", "path": str(noise), "offset_s": 0.0, "duration_s": 6.0,
+           "sample_rate": sr, "labels": [], "words": [], "license": ""}
+    rir = None
+    if room:
+        t = np.arange(int(0.5 * sr)) / sr
+        h = (np.random.default_rng(2).standard_normal(len(t)) * np.exp(-t / 0.08) * 0.2).astype(np.float32)
+        h[0] = 1.0
+        sf.write(tmp_path / "rir.wav", h, sr)
+        rir = {"id": "t:room", "corpus": "t", "path": str(tmp_path / "rir.wav"), "offset_s": 0.0,
+               "duration_s": len(h) / sr, "sample_rate": sr, "labels": [], "words": [], "license": ""}
+    speech = SegmentPlan(clip=words, start_s=1.0, kind="speech", role="user", gain_db=0.0, rir=rir)
+    bed_seg = SegmentPlan(clip=bed, start_s=0.0, kind="noise", role="background", gain_db=-25.0, loop_to_end=True)
+    planned_ev = 1.0 + 1.45
+    plan = EpisodePlan(segments=[bed_seg, speech], min_duration_s=6.0, turns=[
+        TurnPlan(trigger_s=1.7, kind="respond", text="one", evidence=[speech], evidence_s=1.7),  # at a word end
+        TurnPlan(trigger_s=planned_ev + 0.2, kind="respond", text="one two", evidence=[speech])])
+    r = render(plan)
+    partial, whole = r.turns
+    assert partial["evidence_s"] == 1.7 and partial["trigger_s"] == 1.7  # a word end inside the utterance stands
+    assert whole["evidence_s"] > planned_ev + 0.05  # the ring after the aligned end is heard
+    assert whole["trigger_s"] - whole["evidence_s"] == pytest.approx(0.2)  # the recipe's latency is kept
+
+    # measured apart from the renderer's own rule: the speech and the bed rendered alone, summed
+    def alone(seg):
+        return sf.read(io.BytesIO(render(EpisodePlan(segments=[seg], turns=[], min_duration_s=6.0)).flac),
+                       dtype="float64")[0]
+
+    s, b = alone(speech), alone(bed_seg)
+
+    def residue(t0):
+        a = int(round(t0 * sr))
+        return 10 * np.log10(np.sum((s + b)[a:a + sr // 10] ** 2) / np.sum(b[a:a + sr // 10] ** 2))
+
+    assert residue(planned_ev) > 3.0  # the fixture is a real test: the utterance was still heard there
+    assert residue(whole["evidence_s"]) <= 1.0 and residue(whole["trigger_s"]) <= 1.0
+    row = episode_row(plan_to_dict(plan), episode_id="asr_utterance-train-000000", subtask="asr_utterance",
+                      ability="real_time_asr", split="train", recipe_version="1", seed=0, chunk_s=0.4)
+    assert row["turns"][1]["evidence_s"] == round(whole["evidence_s"], 4) and episode_violations(row) == []

@@ -111,7 +111,7 @@ def episode_row(stored: dict, *, episode_id: str, subtask: str, ability: str, sp
     form, so `streamaudio rerender` reproduces the same bytes from OUT.work/plans."""
     plan = plan_from_dict(stored)
     rendered = render(plan, chunk_s)
-    turns, labels = label_turns(stored["turns"], rendered.duration_s, chunk_s)
+    turns, labels = label_turns(rendered.turns, rendered.duration_s, chunk_s)
     return {
         "id": episode_id, "ability": ability, "subtask": subtask, "split": split,
         "language": plan.language, "system_prompt": plan.system_prompt,

@@ -25,6 +25,16 @@ FADE_S = 0.01
 LOOP_XFADE_S = 0.05
 FLAC_LEVEL = 0.0
 SNR_FLOOR_DB = -100.0  # below this, the rest of the mix is digital silence: no SNR to speak of
+# A speech segment is still heard while it makes a 100 ms window of the stream this much louder
+# than the stream without it (the published check allows 1 dB; the margin covers windows that
+# start between the 1 ms grid's points). Below -80 dBFS nothing counts as heard, so a clip's
+# dither or a faded tail over digital silence does not hold a reply back.
+AUDIBLE_WINDOW_S = 0.1
+AUDIBLE_MARGIN_DB = 0.5
+AUDIBLE_FLOOR = 10 ** (-80 / 10)  # mean square
+# a turn waits for a whole utterance when its evidence_s is at or after the last word's end
+# (the plan places words on clip timings, the segment on a sample: they agree to well under 1 ms)
+WORD_END_TOL_S = 1e-3
 
 
 def load_clip(clip: dict, start_s: float = 0.0, dur_s: float | None = None) -> np.ndarray:
@@ -39,6 +49,7 @@ class RenderedEpisode:
     flac: bytes
     duration_s: float
     segments: list[dict]  # format v2 segment structs (episode time), in plan order
+    turns: list[dict]  # the plan's turns (stored form), settled on the audio: see settle_turns
 
 
 def _frame_energy(x: np.ndarray) -> np.ndarray:
@@ -131,7 +142,19 @@ def _words(seg: SegmentPlan, start_s: float, end_s: float) -> list[dict]:
     return out
 
 
-def render(plan: EpisodePlan, chunk_s: float = CHUNK_S) -> RenderedEpisode:
+@dataclass
+class Mixed:
+    """A plan mixed down (before the limiter): the stream, and each segment as placed
+    (its samples ``stem`` at ``at``..``end`` and its gain after any SNR target)."""
+    mix: np.ndarray
+    duration_s: float
+    stems: list[tuple[int, int, np.ndarray]]
+    gains: list[float]
+
+
+def mix_plan(plan: EpisodePlan, chunk_s: float = CHUNK_S, min_duration_s: float = 0.0) -> Mixed:
+    """Every segment read, prepared and placed; the stream as long as the plan needs (whole
+    chunks, past every segment and turn, at least ``min_duration_s``)."""
     if not plan.segments:
         raise PlanError("episode has no segments")
     for seg in plan.segments:
@@ -155,7 +178,7 @@ def render(plan: EpisodePlan, chunk_s: float = CHUNK_S) -> RenderedEpisode:
     loaded: dict[int, np.ndarray] = {i: prepared(s, s.clip_dur_s) for i, s in enumerate(plan.segments) if not s.loop_to_end}
     ends = [plan.segments[i].start_s + len(x) / SAMPLE_RATE for i, x in loaded.items()]
     triggers = [t.trigger_s for t in plan.turns]
-    duration_s = round_up_to_chunk(max([plan.min_duration_s, *ends, *triggers, chunk_s]), chunk_s)
+    duration_s = round_up_to_chunk(max([plan.min_duration_s, min_duration_s, *ends, *triggers, chunk_s]), chunk_s)
     n = int(round(duration_s * SAMPLE_RATE))
     for i, seg in enumerate(plan.segments):
         if seg.loop_to_end:
@@ -165,7 +188,7 @@ def render(plan: EpisodePlan, chunk_s: float = CHUNK_S) -> RenderedEpisode:
     loaded = [loaded[i] for i in range(len(plan.segments))]
     mix = np.zeros(n, dtype=np.float32)
     fade = int(FADE_S * SAMPLE_RATE)
-    placed: list = [None] * len(plan.segments)
+    stems: list = [None] * len(plan.segments)
     gains = [float(seg.gain_db) for seg in plan.segments]
     # segments with a target SNR go last: their gain is set over what the others put under them
     order = sorted(range(len(plan.segments)), key=lambda i: plan.segments[i].snr_db is not None)
@@ -184,7 +207,86 @@ def render(plan: EpisodePlan, chunk_s: float = CHUNK_S) -> RenderedEpisode:
                 x = x * np.float32(10 ** (delta / 20))
                 gains[i] += delta
         mix[at:end] += x
-        placed[i] = (seg, at, end, x)
+        stems[i] = (at, end, x)
+    return Mixed(mix=mix, duration_s=duration_s, stems=stems, gains=gains)
+
+
+def residue_db(mix: np.ndarray, stem: tuple[int, int, np.ndarray], t0: int, t1: int) -> float:
+    """How much louder the stream is over samples [t0, t1) with ``stem`` in it than without it
+    (dB; both sides over the same inaudible floor): ~0 once the segment is no longer heard."""
+    at, end, x = stem
+    with_it = mix[t0:t1].astype(np.float64)
+    without = with_it.copy()
+    a, b = max(t0, at), min(t1, end)
+    if b > a:
+        without[a - t0:b - t0] -= x[a - at:b - at]
+    floor = AUDIBLE_FLOOR * max(1, t1 - t0)
+    return float(10 * np.log10((np.dot(with_it, with_it) + floor) / (np.dot(without, without) + floor)))
+
+
+def audible_end(mix: np.ndarray, stem: tuple[int, int, np.ndarray], from_s: float) -> float:
+    """When a segment stops being heard in the stream, at or after ``from_s`` (episode time):
+    the earliest time from which every window of AUDIBLE_WINDOW_S, on a 1 ms grid, is less than
+    AUDIBLE_MARGIN_DB louder with the segment than without it. What decides is the stream as
+    heard: the room's reverberation, the clip's own breath or tail, and what lies under it."""
+    at, end, x = stem
+    w = int(AUDIBLE_WINDOW_S * SAMPLE_RATE)
+    p0 = max(at, int(round(from_s * SAMPLE_RATE)))
+    if p0 >= end:
+        return from_s
+    hi = min(len(mix), end + w)
+    seg_mix = mix[p0:hi].astype(np.float64)
+    rest = seg_mix.copy()
+    rest[: end - p0] -= x[p0 - at:]
+    c_with = np.concatenate([[0.0], np.cumsum(seg_mix * seg_mix)])
+    c_rest = np.concatenate([[0.0], np.cumsum(rest * rest)])
+    step = SAMPLE_RATE // 1000
+    starts = np.arange(0, end - p0, step)
+    stops = np.minimum(starts + w, hi - p0)
+    floor = AUDIBLE_FLOOR * w
+    ratio = (c_with[stops] - c_with[starts] + floor) / (c_rest[stops] - c_rest[starts] + floor)
+    loud = np.nonzero(ratio > 10 ** (AUDIBLE_MARGIN_DB / 10))[0]
+    if len(loud) == 0:
+        return from_s
+    return max(from_s, (p0 + int(starts[loud[-1]]) + step) / SAMPLE_RATE)
+
+
+def settle_turns(plan: EpisodePlan, mixed: Mixed, words: list[list[dict]]) -> list[dict]:
+    """The plan's turns (stored form: evidence as segment indices and a time), each turn that
+    waits for the whole of a speech segment moved to when that segment has been heard: its
+    evidence_s to the segment's audible end in the stream (never earlier than planned), its
+    trigger by the same amount, so the latency the recipe chose counts from then. A turn due at
+    a word end inside an utterance (an incremental transcript) keeps its time."""
+    ends: dict[int, float] = {}
+    out = []
+    for t in plan.turns:
+        idx, ev = plan.evidence_of(t)
+        heard = ev
+        for i in idx:
+            w = words[i]
+            if plan.segments[i].kind != "speech" or not w or ev < w[-1]["end_s"] - WORD_END_TOL_S:
+                continue
+            if i not in ends:
+                ends[i] = audible_end(mixed.mix, mixed.stems[i], w[-1]["end_s"])
+            if ends[i] > w[-1]["end_s"]:  # heard past its last word (else the plan's time stands)
+                heard = max(heard, ends[i])
+        shift = heard - ev
+        out.append({"trigger_s": float(t.trigger_s) + shift, "kind": t.kind, "text": t.text, "emotion": t.emotion,
+                    "tool_call": t.tool_call, "evidence": idx, "evidence_s": float(heard)})
+    return out
+
+
+def render(plan: EpisodePlan, chunk_s: float = CHUNK_S) -> RenderedEpisode:
+    mixed = mix_plan(plan, chunk_s)
+    words = [_words(seg, at / SAMPLE_RATE, end / SAMPLE_RATE) if seg.kind == "speech" else []
+             for seg, (at, end, _) in zip(plan.segments, mixed.stems)]
+    turns = settle_turns(plan, mixed, words)
+    late = max([t["trigger_s"] for t in turns], default=0.0)
+    if late > mixed.duration_s + 1e-9:  # a settled turn falls past the stream: lengthen it (beds loop on)
+        mixed = mix_plan(plan, chunk_s, min_duration_s=late)
+        turns = settle_turns(plan, mixed, words)
+    mix, duration_s, n, gains = mixed.mix, mixed.duration_s, len(mixed.mix), mixed.gains
+    placed = [(seg, at, end, x) for seg, (at, end, x) in zip(plan.segments, mixed.stems)]
     # measured on the mix as rendered, before the limiter (which scales everything alike)
     snrs = [snr_db(x, mix[at:end] - x) if end > at else None for _, at, end, x in placed]
 
@@ -197,7 +299,7 @@ def render(plan: EpisodePlan, chunk_s: float = CHUNK_S) -> RenderedEpisode:
         shift_db = 20 * np.log10(PEAK_LIMIT / peak)
 
     segments = []
-    for (seg, at, end, _), snr, gain in zip(placed, snrs, gains):
+    for (seg, at, end, _), snr, gain, seg_words in zip(placed, snrs, gains, words):
         clip = seg.clip
         s, e = at / SAMPLE_RATE, end / SAMPLE_RATE
         segments.append({
@@ -205,7 +307,7 @@ def render(plan: EpisodePlan, chunk_s: float = CHUNK_S) -> RenderedEpisode:
             "text": clip.get("text", "") if seg.text is None else seg.text,
             "language": clip.get("language", "") if seg.kind == "speech" else "",
             "labels": list(clip.get("labels") or []) if seg.labels is None else list(seg.labels),
-            "words": _words(seg, s, e) if seg.kind == "speech" else [],
+            "words": seg_words,
             "gain_db": float(np.float32(gain + shift_db)),
             "corpus": clip["corpus"], "clip_id": clip["id"], "license": clip.get("license", ""),
             "snr_db": snr,
@@ -215,4 +317,4 @@ def render(plan: EpisodePlan, chunk_s: float = CHUNK_S) -> RenderedEpisode:
     buf = io.BytesIO()
     # FLAC level 0: ~30% faster to encode than the default for ~1% more bytes (benchmarks/bench_render.py)
     sf.write(buf, mix, SAMPLE_RATE, format="FLAC", subtype="PCM_16", compression_level=FLAC_LEVEL)
-    return RenderedEpisode(flac=buf.getvalue(), duration_s=duration_s, segments=segments)
+    return RenderedEpisode(flac=buf.getvalue(), duration_s=duration_s, segments=segments, turns=turns)
