@@ -16,8 +16,16 @@ from streamaudio.build.catalog import load_catalog
 from streamaudio.text.devserver import DevServer
 
 
+# the sub-tasks whose text an LLM writes through each kind of provider: the spoken form and TTS of
+# chat turns, a curated table, an instruction bank with rule replies, sound-grounded answers and tool
+# calls (the CLI test below builds the whole demo catalog against the server)
+FAULT_SUBTASKS = ["chat_single_turn", "proactive_household", "instr_text_prompt", "audio_qa", "agent_tool_call"]
+
+
 def _catalog(tmp_path, fixture_root):
-    cat = yaml.safe_load(demo_catalog(tmp_path, fixture_root).read_text())  # the whole demo catalog
+    cat = yaml.safe_load(demo_catalog(tmp_path, fixture_root).read_text())
+    cat["subtasks"] = {k: v for k, v in cat["subtasks"].items() if k in FAULT_SUBTASKS}
+    assert set(cat["subtasks"]) == set(FAULT_SUBTASKS)
     # one conversation the server always answers with broken JSON: it must end as a reject
     uc = tmp_path / "ultrachat"
     shutil.copytree(fixture_root / "ultrachat", uc)
@@ -35,21 +43,46 @@ def cat_subtasks(cat) -> list[str]:
     return list(yaml.safe_load(cat.read_text())["subtasks"])
 
 
+# a "slow" fault outlasts the client's timeout; the timeout is long enough that a loaded 2-core CI
+# machine never times out an ordinary answer (at 1 s one did, and the build counted a second failure)
+SLOW_TIMEOUT_S = 4.0
+SLOW_FAULT_S = 8.0
+
+
+def provenance_by_recipe(out) -> dict[str, list[dict]]:
+    prov = {}
+    for f in (out / "data").rglob("*.parquet"):
+        for p in pq.read_table(f).column("provenance").to_pylist():
+            prov.setdefault(p["recipe"], []).append(p)
+    return prov
+
+
+def assert_llm_provenance(prov: dict[str, list[dict]]) -> None:
+    chat = prov["chat_single_turn"]
+    assert all(p["text_writer"].startswith("source-reply+llm:dev-model") for p in chat)
+    assert all(p["tts"].startswith("openai-tts:dev-tts/") for p in chat)
+    assert all(p["aligner"].startswith("pocketsphinx") for p in chat)  # speech without timings was aligned
+    # every episode whose text an LLM wrote says so (an instr_text_prompt episode may carry only
+    # its rule table's replies and the source's)
+    for st, ps in prov.items():
+        assert all("llm:dev-model" in p["text_writer"] for p in ps) or st == "instr_text_prompt", st
+
+
 def _build(cat, out, srv, cache):
     ray.shutdown()
     try:
         return Builder(load_catalog(cat), out, num_cpus=2, show_progress=False, cache_dir=cache,
-                       llm={"base_url": srv.base_url, "model": "dev-model", "timeout_s": 1.0, "backoff_s": 0.05,
+                       llm={"base_url": srv.base_url, "model": "dev-model", "timeout_s": SLOW_TIMEOUT_S, "backoff_s": 0.05,
                             "max_repairs": 1, "max_retries": 3},
                        tts={"backend": "openai", "base_url": srv.base_url, "model": "dev-tts", "voice": "en-us,en",
-                            "timeout_s": 1.0}).run()
+                            "timeout_s": SLOW_TIMEOUT_S}).run()
     finally:
         ray.shutdown()
 
 
 def test_llm_and_openai_tts_build_survives_faults_and_rebuilds_from_cache(tmp_path, fixture_root):
     cat = _catalog(tmp_path, fixture_root)
-    with DevServer(slow_s=2.0, retry_after_s=0.1) as srv:
+    with DevServer(slow_s=SLOW_FAULT_S, retry_after_s=0.1) as srv:
         srv.faults.extend(["429", "500", "malformed", "schema", "slow"])
         b = _build(cat, tmp_path / "a", srv, tmp_path / "cache")
         first_requests = srv.requests
@@ -61,19 +94,9 @@ def test_llm_and_openai_tts_build_survives_faults_and_rebuilds_from_cache(tmp_pa
         assert len(poison) == 1 and poison[0]["stage"] == "write" and "not valid JSON" in poison[0]["reason"]
         src = b["inputs"]["ultrachat"]
         assert src["seen"] == src["used"] + src["rejected"]
-        prov = {}
-        for f in (tmp_path / "a" / "data").rglob("*.parquet"):
-            for p in pq.read_table(f).column("provenance").to_pylist():
-                prov.setdefault(p["recipe"], []).append(p)
-        assert set(prov) == set(cat_subtasks(cat))  # every sub-task of the demo built
-        chat = prov["chat_single_turn"]
-        assert all(p["text_writer"].startswith("source-reply+llm:dev-model") for p in chat)
-        assert all(p["tts"].startswith("openai-tts:dev-tts/") for p in chat)
-        assert all(p["aligner"].startswith("pocketsphinx") for p in chat)  # speech without timings was aligned
-        # every episode whose text an LLM wrote says so (an instr_text_prompt episode may carry only
-        # its rule table's replies and the source's)
-        for st, ps in prov.items():
-            assert all("llm:dev-model" in p["text_writer"] for p in ps) or st == "instr_text_prompt", st
+        prov = provenance_by_recipe(tmp_path / "a")
+        assert set(prov) == set(cat_subtasks(cat))  # every sub-task of the catalog built
+        assert_llm_provenance(prov)
         assert set(b["tables"]["proactive_household"].values()) == {"llm:dev-model"}
 
         b2 = _build(cat, tmp_path / "b", srv, tmp_path / "cache")
@@ -109,3 +132,6 @@ def test_cli_flags_build_the_demo_catalog_with_llm_and_openai_tts(tmp_path, fixt
     b = json.loads((out / "build.json").read_text())
     assert b["llm"]["model"] == "dev-model" and b["tts_backend"]["backend"] == "openai"
     assert "openai-tts:dev-tts" in b["tts"] and any("llm:dev-model" in w for w in b["text_writer"])
+    prov = provenance_by_recipe(out)
+    assert set(prov) == set(cat_subtasks(cat))  # every sub-task of the demo built
+    assert_llm_provenance(prov)
