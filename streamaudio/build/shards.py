@@ -17,7 +17,7 @@ import time
 import traceback
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +28,11 @@ from .. import __version__
 from ..format import CHUNK_S, EPISODE_SCHEMA, SAMPLE_RATE, hf_features_data
 from ..plan import PlanContext, Pool, PoolData, episode_seed, load_recipes
 from ..plan.store import plan_from_dict, plan_json, plan_sha
+from ..plan.tracks import TRACK_POOL, NoiseTrackSettings, add_noise_tracks
 from ..plan.types import EpisodeRejected
 from ..render.label import episode_violations, label_turns
 from ..render.mix import render
+from ..render.tfjp import DEFAULT_TFJP, TfjpSettings, silence_cut
 
 ROW_GROUP_EPISODES = 32  # ~tens of MB per row group: readers can stream a shard
 PLAN_SCHEMA = pa.schema([pa.field("id", pa.string()), pa.field("plan_sha", pa.string()), pa.field("plan", pa.string())])
@@ -87,6 +89,8 @@ class ShardTask:
     chunk_s: float = CHUNK_S
     table_writers: dict | None = None  # table name -> who wrote it, for tables whose text reaches episodes
     source_corpus: dict = field(default_factory=dict)  # catalog source -> its corpus (to credit drawn clips)
+    # how clips are prepared and joined (EpisodePlan.render): TFJP on unless the catalog says otherwise
+    render: dict = field(default_factory=lambda: {"tfjp": dict(DEFAULT_TFJP)})
 
     @property
     def episode_ids(self) -> list[str]:
@@ -129,10 +133,17 @@ def episode_row(stored: dict, *, episode_id: str, subtask: str, ability: str, sp
 def plan_episode(task: ShardTask, episode_id: str, pools: dict[str, Pool], recipe, tables: dict) -> tuple[dict, int]:
     """(the stored form of the episode's plan, its seed)."""
     seed = episode_seed(task.seed, episode_id)
+    track_pools = {p: pools[p] for p in pools if p == TRACK_POOL}
+    pools = {p: pool for p, pool in pools.items() if p != TRACK_POOL}
     ctx = PlanContext(episode_id=episode_id, subtask=task.subtask, split=task.split,
                       rng=np.random.default_rng(seed), pools=pools, tables=tables, options=task.options,
                       chunk_s=task.chunk_s)
     plan = recipe.plan(ctx)
+    plan.render = dict(task.render)
+    tracks = NoiseTrackSettings.from_dict(task.render.get("noise_tracks"))
+    if tracks is not None and TRACK_POOL in track_pools:
+        # drawn from a generator of their own: the recipe's plan is the same with or without them
+        add_noise_tracks(plan, track_pools[TRACK_POOL], np.random.default_rng([seed, 1]), tracks)
     # LLM-written tables whose text reaches the episode: provenance names them
     writers = [f"{name}:{w}" for name, w in sorted((task.table_writers or {}).items())]
     if writers:
@@ -145,10 +156,15 @@ _POOLS: OrderedDict[str, Pool] = OrderedDict()
 _POOLS_KEPT = 8
 
 
-def _pool(key: str, name: str, data: PoolData) -> Pool:
+def _pool(key: str, name: str, data: PoolData, render: dict | None = None) -> Pool:
+    tfjp = TfjpSettings.from_dict((render or {}).get("tfjp", False))
+    transform = None
+    if tfjp.enabled:
+        key = f"{key}|silence_cut={tfjp.silence_cut_s}"
+        transform = partial(silence_cut, limit_s=tfjp.silence_cut_s)
     p = _POOLS.get(key)
     if p is None:
-        p = _POOLS[key] = Pool(name, data)
+        p = _POOLS[key] = Pool(name, data, row_transform=transform)
         if len(_POOLS) > _POOLS_KEPT:
             _POOLS.popitem(last=False)
     else:
@@ -159,7 +175,8 @@ def _pool(key: str, name: str, data: PoolData) -> Pool:
 def run_shard(task: ShardTask, tables: dict, pool_data: dict[str, PoolData]) -> dict:
     """Write one shard and its plans (temp names, then rename) and its summary; return the summary."""
     recipe = load_recipes(tuple(Path(d) for d in task.recipe_dirs))[task.subtask]
-    pools = {p: _pool(task.pool_keys[p], f"{'+'.join(task.pools[p])}/{task.split}", d) for p, d in pool_data.items()}
+    pools = {p: _pool(task.pool_keys[p], f"{'+'.join(task.pools[p])}/{task.split}", d, task.render)
+             for p, d in pool_data.items()}
     for pool in pools.values():
         pool.handed.clear()
     c0 = time.process_time()  # the episodes' cost, not the process's one-off set-up

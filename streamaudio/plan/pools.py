@@ -68,7 +68,8 @@ class Pool:
     TRIES = 32
     ROW_CACHE = 4096
 
-    def __init__(self, name: str, data: "PoolData | list[dict] | pa.Table"):
+    def __init__(self, name: str, data: "PoolData | list[dict] | pa.Table",
+                 row_transform: Callable[[dict], dict] | None = None):
         if isinstance(data, list):  # tests and tools: plain rows
             data = PoolData.build(name, pa.Table.from_pylist(data) if data else pa.table({}))
         elif isinstance(data, pa.Table):
@@ -79,6 +80,8 @@ class Pool:
         self._scans: dict = {}
         self._by_value: dict[str, tuple] = {}  # column -> (sorted distinct values, row order, bounds): with_value
         self.handed: set[str] = set()  # ids of the clips given to a planner (build.json's "drawn")
+        # applied to every row a planner sees (the build's TFJP silence_cut: clips as they will be heard)
+        self.row_transform = row_transform
 
     def __len__(self) -> int:
         return self.data.table.num_rows
@@ -99,6 +102,8 @@ class Pool:
         r = self._rows.get(i)
         if r is None:
             r = self.data.table.slice(i, 1).to_pylist()[0]
+            if self.row_transform is not None:
+                r = self.row_transform(r)
             self._rows[i] = r
             if len(self._rows) > self.ROW_CACHE:
                 self._rows.popitem(last=False)

@@ -35,19 +35,20 @@ def plan_to_dict(plan: EpisodePlan) -> dict:
                       "clip_dur_s": None if s.clip_dur_s is None else float(s.clip_dur_s),
                       "loop_to_end": bool(s.loop_to_end), "text": s.text,
                       "labels": None if s.labels is None else list(s.labels), "attrs": dict(s.attrs),
-                      "snr_db": None if s.snr_db is None else float(s.snr_db), "rir": s.rir}
+                      "snr_db": None if s.snr_db is None else float(s.snr_db), "rir": s.rir,
+                      **({"fade_s": float(s.fade_s)} if s.fade_s is not None else {})}
                      for s in plan.segments],
         "turns": turns,
         "language": plan.language, "system_prompt": plan.system_prompt,
         "min_duration_s": float(plan.min_duration_s), "text_writer": plan.text_writer, "tts": plan.tts,
-        "aligner": plan.aligner,
+        "aligner": plan.aligner, **({"render": plan.render} if plan.render else {}),
     }
 
 
 def plan_from_dict(d: dict) -> EpisodePlan:
     segs = [SegmentPlan(**s) for s in d["segments"]]
     turns = [TurnPlan(**t) for t in d["turns"]]
-    return EpisodePlan(segments=segs, turns=turns, **{k: d[k] for k in (
+    return EpisodePlan(segments=segs, turns=turns, render=d.get("render") or {}, **{k: d[k] for k in (
         "language", "system_prompt", "min_duration_s", "text_writer", "tts", "aligner")})
 
 

@@ -50,6 +50,9 @@ class SegmentPlan:
     snr_db: float | None = None
     # a room impulse response (a clip row of kind rir): the clip is heard in that room
     rir: dict | None = None
+    # fade in and out (seconds); None: the renderer's short join fade. A noise track's clips
+    # crossfade over a long one so the layer changes without a seam
+    fade_s: float | None = None
 
     def audible_end_s(self) -> float:
         """Episode time at which this segment's content has been heard in full: its last
@@ -109,6 +112,9 @@ class EpisodePlan:
     text_writer: str = ""
     tts: str = ""
     aligner: str = ""
+    # how the renderer prepares and joins clips ({"tfjp": settings}: streamaudio.render.tfjp); set by
+    # the build from the catalog, not by recipes. Empty: clips are mixed as they are.
+    render: dict = field(default_factory=dict)
 
     def evidence_of(self, turn: TurnPlan) -> tuple[list[int], float]:
         """(segment indices, evidence_s) of a turn, with the default evidence_s filled in."""

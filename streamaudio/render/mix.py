@@ -18,6 +18,8 @@ import soundfile as sf
 from ..audio import AudioReadError, load_clip as _load_clip
 from ..format import CHUNK_S, SAMPLE_RATE, round_up_to_chunk
 from ..plan.types import EpisodePlan, PlanError, RenderError, SegmentPlan
+from .tfjp import (TfjpSettings, boundary_norm, content_spans, core_span, denoise, original_end_time, original_time, remove_spans,
+                   spec_smooth)
 
 REFERENCE_DBFS = -23.0  # active level every clip is normalised to before gain_db
 PEAK_LIMIT = 0.97
@@ -38,8 +40,18 @@ WORD_END_TOL_S = 1e-3
 
 
 def load_clip(clip: dict, start_s: float = 0.0, dur_s: float | None = None) -> np.ndarray:
+    """The clip's audio (16 kHz mono) from ``start_s`` for ``dur_s``; a clip row with ``edits``
+    (TFJP's silence_cut) is read in its edited time: the removed spans are cut out."""
     try:
-        return _load_clip(clip, start_s, dur_s)
+        edits = clip.get("edits")
+        if not edits:
+            return _load_clip(clip, start_s, dur_s)
+        dur_s = clip["duration_s"] - start_s if dur_s is None else dur_s
+        removed = sum(e1 - e0 for e0, e1 in edits)
+        t0, t1 = original_time(start_s, edits), original_end_time(start_s + dur_s, edits)
+        original = {**clip, "duration_s": round(clip["duration_s"] + removed, 6)}
+        x = _load_clip(original, t0, min(t1 - t0, original["duration_s"] - t0))
+        return remove_spans(x, t0, edits)
     except AudioReadError as exc:
         raise RenderError(str(exc)) from None
 
@@ -150,6 +162,7 @@ class Mixed:
     duration_s: float
     stems: list[tuple[int, int, np.ndarray]]
     gains: list[float]
+    origins: list[int]  # the sample where each segment's clip time clip_start_s lies (its planned start)
 
 
 def mix_plan(plan: EpisodePlan, chunk_s: float = CHUNK_S, min_duration_s: float = 0.0) -> Mixed:
@@ -161,10 +174,25 @@ def mix_plan(plan: EpisodePlan, chunk_s: float = CHUNK_S, min_duration_s: float 
         if seg.start_s < 0:
             raise PlanError(f"segment starts before the episode ({seg.start_s})")
 
-    def prepared(seg: SegmentPlan, dur_s: float | None) -> np.ndarray:
+    tfjp = TfjpSettings.from_dict(plan.render.get("tfjp", False))
+    lead = [0.0] * len(plan.segments)  # seconds of the clip left out before what is mixed (core_locate)
+
+    def prepared(i: int, seg: SegmentPlan, dur_s: float | None) -> np.ndarray:
         x = load_clip(seg.clip, seg.clip_start_s, dur_s)
         if len(x) == 0:
             raise RenderError(f"{seg.clip['id']}: no audio")
+        if tfjp.enabled and seg.role != "background":  # beds and noise tracks are the floor itself
+            x = _tfjp_clip(x, seg, tfjp)
+            a, b = boundary_norm(seg.start_s, core_span(x, seg.clip, seg.clip_start_s, seg.kind, tfjp.margin_s),
+                                 len(x) / SAMPLE_RATE, tfjp.grid_s)
+            # a room's reverberation rings past the span: only the lead is cut then
+            b = len(x) / SAMPLE_RATE if seg.rir is not None else b
+            ia, ib = int(round(a * SAMPLE_RATE)), int(round(b * SAMPLE_RATE))
+            if ib - ia > 0:
+                lead[i] = ia / SAMPLE_RATE
+                x = _fade(x[ia:ib].copy(), int(tfjp.fade_s * SAMPLE_RATE), int(tfjp.fade_s * SAMPLE_RATE))
+                for edge in (0, len(x)):  # no spectral step where the clip meets the stream
+                    spec_smooth(x, edge, tfjp.smooth_s)
         if seg.rir is not None:
             x = reverberate(x, load_clip(seg.rir))
         level = active_level_db(x)
@@ -175,8 +203,8 @@ def mix_plan(plan: EpisodePlan, chunk_s: float = CHUNK_S, min_duration_s: float 
 
     # foreground first: it fixes the episode's length, so a background bed is read
     # only as far as it is needed (a bed longer than the episode is never decoded whole)
-    loaded: dict[int, np.ndarray] = {i: prepared(s, s.clip_dur_s) for i, s in enumerate(plan.segments) if not s.loop_to_end}
-    ends = [plan.segments[i].start_s + len(x) / SAMPLE_RATE for i, x in loaded.items()]
+    loaded: dict[int, np.ndarray] = {i: prepared(i, s, s.clip_dur_s) for i, s in enumerate(plan.segments) if not s.loop_to_end}
+    ends = [plan.segments[i].start_s + lead[i] + len(x) / SAMPLE_RATE for i, x in loaded.items()]
     triggers = [t.trigger_s for t in plan.turns]
     duration_s = round_up_to_chunk(max([plan.min_duration_s, min_duration_s, *ends, *triggers, chunk_s]), chunk_s)
     n = int(round(duration_s * SAMPLE_RATE))
@@ -184,7 +212,7 @@ def mix_plan(plan: EpisodePlan, chunk_s: float = CHUNK_S, min_duration_s: float 
         if seg.loop_to_end:
             avail = seg.clip["duration_s"] - seg.clip_start_s
             need = (n - int(round(seg.start_s * SAMPLE_RATE))) / SAMPLE_RATE
-            loaded[i] = prepared(seg, need if need < avail - 1e-3 else None)
+            loaded[i] = prepared(i, seg, need if need < avail - 1e-3 else None)
     loaded = [loaded[i] for i in range(len(plan.segments))]
     mix = np.zeros(n, dtype=np.float32)
     fade = int(FADE_S * SAMPLE_RATE)
@@ -194,10 +222,11 @@ def mix_plan(plan: EpisodePlan, chunk_s: float = CHUNK_S, min_duration_s: float 
     order = sorted(range(len(plan.segments)), key=lambda i: plan.segments[i].snr_db is not None)
     for i in order:
         seg, x = plan.segments[i], loaded[i]
-        at = int(round(seg.start_s * SAMPLE_RATE))
+        at = int(round(seg.start_s * SAMPLE_RATE)) + int(round(lead[i] * SAMPLE_RATE))
         if seg.loop_to_end:
             x = _loop(x, n - at)
-        x = _fade(x, fade, fade)
+        f = fade if seg.fade_s is None else int(seg.fade_s * SAMPLE_RATE)
+        x = _fade(x, 0 if at == 0 else f, f if not seg.loop_to_end else fade)
         end = min(n, at + len(x))
         x = x[: end - at]
         if seg.snr_db is not None and end > at:
@@ -208,7 +237,14 @@ def mix_plan(plan: EpisodePlan, chunk_s: float = CHUNK_S, min_duration_s: float 
                 gains[i] += delta
         mix[at:end] += x
         stems[i] = (at, end, x)
-    return Mixed(mix=mix, duration_s=duration_s, stems=stems, gains=gains)
+    return Mixed(mix=mix, duration_s=duration_s, stems=stems, gains=gains,
+                 origins=[int(round(seg.start_s * SAMPLE_RATE)) for seg in plan.segments])
+
+
+def _tfjp_clip(x: np.ndarray, seg: SegmentPlan, tfjp: TfjpSettings) -> np.ndarray:
+    """noise_profile and denoise: the clip's own room tone turned down to nothing, so that only
+    the episode's floor is heard around it."""
+    return denoise(x, tfjp.denoise_db, content_spans(seg.clip, seg.clip_start_s, len(x) / SAMPLE_RATE, seg.kind))
 
 
 def residue_db(mix: np.ndarray, stem: tuple[int, int, np.ndarray], t0: int, t1: int) -> float:
@@ -278,8 +314,8 @@ def settle_turns(plan: EpisodePlan, mixed: Mixed, words: list[list[dict]]) -> li
 
 def render(plan: EpisodePlan, chunk_s: float = CHUNK_S) -> RenderedEpisode:
     mixed = mix_plan(plan, chunk_s)
-    words = [_words(seg, at / SAMPLE_RATE, end / SAMPLE_RATE) if seg.kind == "speech" else []
-             for seg, (at, end, _) in zip(plan.segments, mixed.stems)]
+    words = [_words(seg, o / SAMPLE_RATE, end / SAMPLE_RATE) if seg.kind == "speech" else []
+             for seg, o, (_, end, _) in zip(plan.segments, mixed.origins, mixed.stems)]
     turns = settle_turns(plan, mixed, words)
     late = max([t["trigger_s"] for t in turns], default=0.0)
     if late > mixed.duration_s + 1e-9:  # a settled turn falls past the stream: lengthen it (beds loop on)
