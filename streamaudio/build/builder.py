@@ -40,6 +40,7 @@ from ..format import FORMAT_VERSION, SPLITS, taxonomy
 from ..parallel import init_ray
 from ..plan import PoolData, RecipeError, load_recipes
 from ..plan.recipes import code_fingerprint
+from ..plan.tracks import TRACK_POOL
 from ..progress import progress_bar
 from ..sources.base import REJECT_SCHEMA, LayoutError, get_adapter
 from ..speech.tts import TTSConfig, make_tts
@@ -398,7 +399,7 @@ class Builder:
             task = ShardTask(subtask=st, split=split, index=0, total=1, first=0, count=n, out_path="", summary_path="",
                              plans_path="", pools={p: list(v) for p, v in spec.pools.items()}, pool_keys={},
                              recipe_dirs=[str(d) for d in cat.recipe_dirs], seed=cat.seed, options=dict(spec.options),
-                             fingerprint="", chunk_s=cat.chunk_s)
+                             fingerprint="", chunk_s=cat.chunk_s, render=cat.render)
             k = n if sample <= 0 else min(sample, n)
             picks = sorted({int(round(x)) for x in np.linspace(0, n - 1, k)})
             got, rejected = [], 0
@@ -477,6 +478,9 @@ class Builder:
             writers = {name: r["writer"] for name, r in table_report[st].items()
                        if r["text"] and r["writer"].startswith("llm:")}
             counts = self.catalog.split_counts(spec.count)
+            pools = dict(spec.pools)  # and the noise tracks' sources, as a pool only shared code draws from
+            if self.catalog.render.get("noise_tracks"):
+                pools[TRACK_POOL] = tuple(self.catalog.render["noise_tracks"]["sources"])
             for split in SPLITS:
                 n = counts.get(split, 0)
                 if n == 0:
@@ -491,9 +495,10 @@ class Builder:
                         out_path=str(self.out / "data" / st / f"{fname}.parquet"),
                         summary_path=str(self.work / "shards" / st / f"{fname}.json"),
                         plans_path=str(self.work / "plans" / st / f"{fname}.parquet"),
-                        pools={p: list(srcs) for p, srcs in spec.pools.items()},
+                        pools={p: list(srcs) for p, srcs in pools.items()},
                         pool_keys={p: content_key([states[src].key for src in srcs], split)
-                                   for p, srcs in spec.pools.items()},
+                                   for p, srcs in pools.items()},
+                        render=self.catalog.render,
                         recipe_dirs=[str(d) for d in self.catalog.recipe_dirs], seed=self.catalog.seed,
                         options=dict(spec.options), fingerprint=fp, chunk_s=self.catalog.chunk_s,
                         table_writers=writers or None,

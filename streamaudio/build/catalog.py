@@ -19,6 +19,8 @@ import jsonschema
 import yaml
 
 from ..format import CHUNK_S, SPLITS, taxonomy
+from ..plan.tracks import NoiseTrackSettings
+from ..render.tfjp import DEFAULT_TFJP, TfjpSettings
 from ..resources import SCHEMAS_DIR
 
 DEFAULT_MAX_REJECT_RATE = 0.05
@@ -65,6 +67,9 @@ class Catalog:
     llm: dict | None = None  # base_url, model, concurrency, timeout_s, max_retries, ...
     tts: dict | None = None  # backend, base_url, model, voice
     raw: dict = field(default_factory=dict, compare=False)
+    # how clips are prepared and joined (EpisodePlan.render): tfjp settings (and per corpus where a
+    # source says otherwise), noise tracks
+    render: dict = field(default_factory=lambda: {"tfjp": dict(DEFAULT_TFJP)})
 
     def split_counts(self, count: int) -> dict[str, int]:
         """Episodes per split: largest-remainder rounding, at least one per split
@@ -85,14 +90,16 @@ class Catalog:
 
     def needed_sources(self) -> list[str]:
         """Every source some sub-task draws from."""
-        return sorted({src for spec in self.subtasks.values() for srcs in spec.pools.values() for src in srcs})
+        tracks = (self.render.get("noise_tracks") or {}).get("sources", [])
+        return sorted({src for spec in self.subtasks.values() for srcs in spec.pools.values() for src in srcs}
+                      | set(tracks))
 
     def subtask_settings(self, subtask: str) -> dict:
         """What of the catalog decides a sub-task's episodes (part of its shards' fingerprint)."""
         spec = self.subtasks[subtask]
         return {"seed": self.seed, "chunk_s": self.chunk_s, "splits": self.splits, "count": spec.count,
                 "shard_size": spec.shard_size, "options": spec.options,
-                "pools": {p: list(v) for p, v in spec.pools.items()}}
+                "pools": {p: list(v) for p, v in spec.pools.items()}, "render": self.render}
 
 
 def catalog_schema() -> dict:
@@ -203,6 +210,7 @@ def load_catalog(path: str | Path, variables: dict | None = None) -> Catalog:
         subtasks[name] = SubtaskSpec(name=name, count=t["count"], pools=pools,
                                      shard_size=t.get("shard_size", raw.get("shard_size", 256)),
                                      options=t.get("options", {}), max_reject_rate=t.get("max_reject_rate", default_gate))
+    render = _render_settings(raw, sources, path)
     splits = raw.get("splits", {"train": 0.8, "validation": 0.1, "test": 0.1})
     if abs(sum(splits.values()) - 1.0) > 1e-6:
         raise CatalogError(f"{path}: split fractions must sum to 1, got {sum(splits.values())}")
@@ -213,5 +221,36 @@ def load_catalog(path: str | Path, variables: dict | None = None) -> Catalog:
         recipe_dirs=tuple((base / d).resolve() for d in raw.get("recipe_dirs", [])), path=path,
         cache_dir=(base / raw["cache_dir"]).resolve() if raw.get("cache_dir") else None,
         llm=raw.get("llm"), tts=raw.get("tts"),
-        fingerprint=hashlib.sha256(resolved.encode()).hexdigest()[:16], raw=raw,
+        fingerprint=hashlib.sha256(resolved.encode()).hexdigest()[:16], raw=raw, render=render,
     )
+
+
+def _render_settings(raw: dict, sources: dict, path: Path) -> dict:
+    """The catalog's ``render:`` block resolved: TFJP settings (defaults filled in; a source's own
+    ``tfjp:`` applies to its corpus's clips) and the noise tracks (their sources checked)."""
+    block = raw.get("render") or {}
+    try:
+        default = TfjpSettings.from_dict(block.get("tfjp", True)).to_dict()
+        out: dict = {"tfjp": default}
+        by_corpus: dict[str, dict] = {}
+        for name, s in raw["sources"].items():
+            if "tfjp" not in s:
+                continue
+            own = TfjpSettings.from_dict(s["tfjp"] if isinstance(s["tfjp"], bool) else {**default, **s["tfjp"]}).to_dict()
+            corpus = sources[name].corpus
+            if by_corpus.get(corpus, own) != own:
+                raise CatalogError(f"{path}: sources/{name}/tfjp differs from another {corpus!r} source's; "
+                                   "clips are matched to TFJP settings by corpus")
+            by_corpus[corpus] = own
+        if by_corpus:
+            out["tfjp_by_corpus"] = dict(sorted(by_corpus.items()))
+        tracks = NoiseTrackSettings.from_dict(block.get("noise_tracks"))
+    except ValueError as exc:
+        raise CatalogError(f"{path}: render: {exc}") from None
+    if tracks is not None:
+        for src in tracks.sources:
+            if src not in sources:
+                raise CatalogError(f"{path}: render/noise_tracks/sources names unknown source {src!r}; "
+                                   f"sources are {sorted(sources)}")
+        out["noise_tracks"] = tracks.to_dict()
+    return out

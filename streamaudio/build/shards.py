@@ -156,12 +156,20 @@ _POOLS: OrderedDict[str, Pool] = OrderedDict()
 _POOLS_KEPT = 8
 
 
+def _silence_cut_row(row: dict, default: TfjpSettings, by_corpus: dict[str, TfjpSettings]) -> dict:
+    tfjp = by_corpus.get(row.get("corpus"), default)
+    return silence_cut(row, tfjp.silence_cut_s) if tfjp.enabled else row
+
+
 def _pool(key: str, name: str, data: PoolData, render: dict | None = None) -> Pool:
-    tfjp = TfjpSettings.from_dict((render or {}).get("tfjp", False))
+    """The worker's Pool over ``data``; with TFJP on, planners see rows as silence_cut leaves them."""
+    render = render or {}
+    default = TfjpSettings.from_dict(render.get("tfjp", False))
+    by_corpus = {c: TfjpSettings.from_dict(d) for c, d in (render.get("tfjp_by_corpus") or {}).items()}
     transform = None
-    if tfjp.enabled:
-        key = f"{key}|silence_cut={tfjp.silence_cut_s}"
-        transform = partial(silence_cut, limit_s=tfjp.silence_cut_s)
+    if default.enabled or any(t.enabled for t in by_corpus.values()):
+        key = f"{key}|tfjp={json.dumps([render.get('tfjp'), render.get('tfjp_by_corpus')], sort_keys=True)}"
+        transform = partial(_silence_cut_row, default=default, by_corpus=by_corpus)
     p = _POOLS.get(key)
     if p is None:
         p = _POOLS[key] = Pool(name, data, row_transform=transform)

@@ -174,13 +174,15 @@ def mix_plan(plan: EpisodePlan, chunk_s: float = CHUNK_S, min_duration_s: float 
         if seg.start_s < 0:
             raise PlanError(f"segment starts before the episode ({seg.start_s})")
 
-    tfjp = TfjpSettings.from_dict(plan.render.get("tfjp", False))
+    default_tfjp = TfjpSettings.from_dict(plan.render.get("tfjp", False))
+    by_corpus = {c: TfjpSettings.from_dict(d) for c, d in (plan.render.get("tfjp_by_corpus") or {}).items()}
     lead = [0.0] * len(plan.segments)  # seconds of the clip left out before what is mixed (core_locate)
 
     def prepared(i: int, seg: SegmentPlan, dur_s: float | None) -> np.ndarray:
         x = load_clip(seg.clip, seg.clip_start_s, dur_s)
         if len(x) == 0:
             raise RenderError(f"{seg.clip['id']}: no audio")
+        tfjp = by_corpus.get(seg.clip.get("corpus"), default_tfjp)
         if tfjp.enabled and seg.role != "background":  # beds and noise tracks are the floor itself
             x = _tfjp_clip(x, seg, tfjp)
             a, b = boundary_norm(seg.start_s, core_span(x, seg.clip, seg.clip_start_s, seg.kind, tfjp.margin_s),
