@@ -502,7 +502,7 @@ class Builder:
                         recipe_dirs=[str(d) for d in self.catalog.recipe_dirs], seed=self.catalog.seed,
                         options=dict(spec.options), fingerprint=fp, chunk_s=self.catalog.chunk_s,
                         table_writers=writers or None,
-                        source_corpus={src: self.catalog.sources[src].corpus for srcs in spec.pools.values()
+                        source_corpus={src: self.catalog.sources[src].corpus for srcs in pools.values()
                                        for src in srcs},
                     ))
         return tasks
