@@ -1,8 +1,11 @@
 """Alignment accuracy and speed, and the ASR check's WER, on the fixture corpora.
 
-- pocketsphinx word-boundary error against the ground truth the fixtures write
-  (espeak-ng's own word events: starts at the event's sample, ends where the
-  word's audio falls silent), median and 90th percentile over every boundary;
+- pocketsphinx word-boundary error, median, 90th percentile and mean signed error over every
+  boundary, aligned share, on two kinds of speech reported separately: "continuous", the
+  fixture LibriSpeech stand-in (truth: espeak-ng's own word events start a word, it ends
+  where its audio falls silent), and "paused", sentences spoken word by word and joined with
+  0-250 ms pauses over a recording's noise floor (streamaudio/fixtures/paused_speech.py;
+  truth: where each word's audio is audible);
 - pocketsphinx speed: audio seconds per CPU second in one process (per core);
 - ctc speed on the CPU with a wav2vec2-base-sized, randomly initialised model at
   a few batch sizes (torch limited to one thread, so per core);
@@ -29,36 +32,58 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parents[1]
 
 
-def boundary_errors(aligner, rows, truth):
+def boundary_errors(aligner, clips) -> dict:
+    """Word-boundary error of ``aligner`` on ``clips``: (id, audio, transcript, truth words),
+    a truth word being {"text", "start_s", "end_s"}; a truth entry of several tokens (words
+    espeak-ng speaks as one, "on the") is scored as one span. CPU time of the align calls only."""
     from streamaudio.align.base import AlignmentFailure
-    from streamaudio.audio import load_clip
 
     errors, failures, audio_s, cpu_s = [], [], 0.0, 0.0
-    for r in rows:
-        x = load_clip(r)
+    for cid, x, text, truth in clips:
         audio_s += len(x) / 16000
         c0 = time.process_time()
         try:
-            al = aligner.align(x, r["text"], "en")
+            al = aligner.align(x, text, "en")
         except AlignmentFailure as exc:
-            failures.append({"id": r["id"], "reason": str(exc)})
+            failures.append({"id": cid, "reason": str(exc)})
             cpu_s += time.process_time() - c0
             continue
         cpu_s += time.process_time() - c0
         pos = 0
-        for w in truth[r["id"].split(":", 1)[1]]:
+        for w in truth:
             n = len(w["text"].split())
             group = al.words[pos:pos + n]
             pos += n
             errors += [group[0].start_s - w["start_s"], group[-1].end_s - w["end_s"]]
-    e = np.abs(np.array(errors))
+    signed = np.array(errors)
+    e = np.abs(signed)
     return {
-        "clips": len(rows), "aligned": len(rows) - len(failures), "failures": failures, "boundaries": len(e),
+        "clips": len(clips), "aligned": len(clips) - len(failures),
+        "aligned_share": round((len(clips) - len(failures)) / max(1, len(clips)), 4),
+        "failures": failures, "boundaries": len(e),
         "median_abs_error_ms": round(float(np.median(e)) * 1000, 1),
         "p90_abs_error_ms": round(float(np.percentile(e, 90)) * 1000, 1),
-        "mean_signed_error_ms": round(float(np.mean(errors)) * 1000, 1),
+        "p99_abs_error_ms": round(float(np.percentile(e, 99)) * 1000, 1),
+        "mean_signed_error_ms": round(float(np.mean(signed)) * 1000, 1),
+        "mean_signed_start_error_ms": round(float(np.mean(signed[0::2])) * 1000, 1),
+        "mean_signed_end_error_ms": round(float(np.mean(signed[1::2])) * 1000, 1),
         "audio_s": round(audio_s, 1), "cpu_s": round(cpu_s, 2), "x_realtime_per_core": round(audio_s / cpu_s, 1),
     }
+
+
+def continuous_clips(rows, truth) -> list:
+    """The fixture LibriSpeech stand-in: whole sentences spoken by espeak-ng, no pauses."""
+    from streamaudio.audio import load_clip
+
+    return [(r["id"], load_clip(r), r["text"], truth[r["id"].split(":", 1)[1]]) for r in rows]
+
+
+def paused_clips(n: int, seed: int) -> list:
+    """Sentences spoken word by word and joined with 0-250 ms pauses over a noise floor
+    (streamaudio/fixtures/paused_speech.py)."""
+    from streamaudio.fixtures.paused_speech import paused_clips as make
+
+    return [(c.id, c.audio, c.text, c.words) for c in make(n, seed=seed)]
 
 
 def ctc_speed(device: str, batch_sizes, seconds_per_item: float = 8.0, items: int = 32):
@@ -274,6 +299,10 @@ def main() -> None:
     ap.add_argument("--batch-sizes", default="1,4,16")
     ap.add_argument("--skip-ctc", action="store_true")
     ap.add_argument("--items", type=int, default=1024, help="cuda: items of 12 s per run")
+    ap.add_argument("--paused-clips", type=int, default=200, help="cpu: clips of speech with pauses")
+    ap.add_argument("--paused-seed", type=int, default=13, help="cpu: seed of the speech with pauses")
+    ap.add_argument("--continuous-clips", type=int, default=0, help="cpu: first N fixture utterances (0: all)")
+    ap.add_argument("--skip-asr", action="store_true", help="cpu: skip the ASR check's WER")
     args = ap.parse_args()
     if args.device == "cuda":
         args.out.mkdir(parents=True, exist_ok=True)
@@ -296,10 +325,16 @@ def main() -> None:
 
     from streamaudio.align.pocketsphinx_backend import PocketsphinxAligner
 
+    if args.continuous_clips:
+        rows = rows[: args.continuous_clips]
+    aligner = PocketsphinxAligner()
     report = {"machine": f"{platform.machine()}, Python {platform.python_version()}", "cpu_model": _cpu_model(),
-              "pocketsphinx": boundary_errors(PocketsphinxAligner(), rows, truth),
-              "asr_check": asr_wer(rows),
-              "asr_check_default_beams": asr_wer(rows, {})}
+              # both kinds of speech separately: the targets hold on each
+              "pocketsphinx": {"continuous": boundary_errors(aligner, continuous_clips(rows, truth)),
+                               "paused": boundary_errors(aligner, paused_clips(args.paused_clips, args.paused_seed))}}
+    if not args.skip_asr:
+        report["asr_check"] = asr_wer(rows)
+        report["asr_check_default_beams"] = asr_wer(rows, {})
     if not args.skip_ctc:
         report["ctc"] = ctc_speed(args.device, [int(b) for b in args.batch_sizes.split(",")])
     (args.out / "align.json").write_text(json.dumps(report, indent=2) + "\n")

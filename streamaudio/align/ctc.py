@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import energy
 from .base import AlignedWord, Alignment, AlignmentFailure, normalise_word, precheck
 
 NEG_INF = -1e30
@@ -211,7 +212,8 @@ class CTCAligner:
         self.delim = vocab.get("|")
         self.lower = sum(k.islower() for k in vocab) >= sum(k.isupper() for k in vocab)
         cfg = json.loads((model_dir / "config.json").read_text())
-        self.name = f"ctc/{cfg.get('_name_or_path') or model_dir.name}"
+        # the name keys the align cache: "+energy" since word edges are checked against the audio
+        self.name = f"ctc/{cfg.get('_name_or_path') or model_dir.name}+energy"
         self.max_batch_s = max_batch_s
         self.do_normalize = True
         pre = model_dir / "preprocessor_config.json"
@@ -403,7 +405,7 @@ class CTCAligner:
             starts = np.round(first[k, :n] * frame_s, 4).tolist()
             ends = np.round(last[k, :n] * frame_s, 4).tolist()
             scores_w = conf[k, :n].astype(np.float64)
-            words = [AlignedWord(item.tokens[item.keep[w]], starts[w], ends[w], float(scores_w[w])) for w in range(n)]
+            words = energy.refine([AlignedWord(item.tokens[item.keep[w]], starts[w], ends[w], float(scores_w[w])) for w in range(n)], audios[i])
             results[i] = Alignment(words=words, score=float(scores_w.mean()))
         if self.times is not None:
             self.times.ms["host_finish"] += (time.perf_counter() - w0) * 1000
