@@ -141,6 +141,32 @@ def validate(out: Path = typer.Argument(..., help="a built dataset folder"),
 
 
 @app.command()
+def audit(dataset: Path = typer.Argument(..., metavar="OUT", help="a built dataset folder"),
+          report: Optional[Path] = typer.Option(None, "--out", help="also write the report as JSON here"),
+          subtask: list[str] = typer.Option([], help="only these sub-tasks (repeatable; default: all)"),
+          seed: int = typer.Option(0, help="seed of the episode folds and the bootstrap"),
+          max_auc: Optional[float] = typer.Option(None, help="exit 1 if a sub-task's AUC is above this")):
+    """Join-artifact audit: can the acoustics of the quiet between words and turns (no foreground
+    word or event active) predict that a reply is due within 2 chunks? ROC AUC on held-out
+    episodes per sub-task, with a 95% bootstrap interval over episodes; 0.5 = no cue."""
+    from .audit.joins import AuditError, audit_dataset, format_table
+
+    try:
+        rep = audit_dataset(dataset, subtasks=subtask or None, seed=seed)
+    except AuditError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2)
+    print(format_table(rep))
+    if report:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(rep.to_dict(), indent=2) + "\n")
+    over = [st for st, s in rep.subtasks.items() if max_auc is not None and s.auc is not None and s.auc > max_auc]
+    if over:
+        err.print(f"[red]AUC above {max_auc}[/red]: {', '.join(over)}")
+        raise typer.Exit(1)
+
+
+@app.command()
 def manifest(corpus: str = typer.Option(..., help="a registered corpus (`streamaudio corpora` lists them)"),
              root: Path = typer.Option(..., help="the corpus folder"),
              out: Path = typer.Option(..., help="clip manifest to write (.parquet)")):

@@ -142,6 +142,17 @@ def _loop(x: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+def _active_span_attr(seg: SegmentPlan, start_s: float, end_s: float) -> dict:
+    """{"active_span_s": [start, end]} (episode time) for a sound or music clip whose row knows
+    where it is active: what an audit of the quiet around events needs (a recipe's own value wins)."""
+    a0, a1 = seg.clip.get("active_start_s"), seg.clip.get("active_end_s")
+    if seg.kind not in ("sound", "music") or a1 is None or a0 is None or a1 < 0:
+        return {}
+    origin = seg.start_s - seg.clip_start_s
+    a, b = max(start_s, origin + a0), min(end_s, origin + a1)
+    return {"active_span_s": [round(a, 4), round(b, 4)]} if b > a else {}
+
+
 def _words(seg: SegmentPlan, start_s: float, end_s: float) -> list[dict]:
     """Clip-time words -> episode time, keeping words wholly inside the cut."""
     out = []
@@ -349,8 +360,8 @@ def render(plan: EpisodePlan, chunk_s: float = CHUNK_S) -> RenderedEpisode:
             "gain_db": float(np.float32(gain + shift_db)),
             "corpus": clip["corpus"], "clip_id": clip["id"], "license": clip.get("license", ""),
             "snr_db": snr,
-            "attrs": json.dumps({**seg.attrs, **({"rir": seg.rir["id"]} if seg.rir else {})}, sort_keys=True,
-                                separators=(",", ":"), ensure_ascii=False),
+            "attrs": json.dumps({**_active_span_attr(seg, s, e), **seg.attrs, **({"rir": seg.rir["id"]} if seg.rir else {})},
+                                sort_keys=True, separators=(",", ":"), ensure_ascii=False),
         })
     buf = io.BytesIO()
     # FLAC level 0: ~30% faster to encode than the default for ~1% more bytes (benchmarks/bench_render.py)
