@@ -80,10 +80,14 @@ def test_asr_incremental_emits_each_word_in_the_chunk_it_ends(pools):
         row = to_row(recipe, plan)
         assert episode_violations(row) == []
         assert sum(row["chunk_labels"]) == len(set(chunks))
-        # each reply's evidence is the utterance, heard up to the end of the reply's last word
+        # each reply's evidence is the utterance, heard up to the end of the reply's last word; the
+        # utterance's last reply waits until it is no longer heard (settled on the audio: at or a
+        # little after its last word's end)
         for t in row["turns"]:
             seg = row["segments"][t["evidence"][0]]
-            assert any(abs(w["end_s"] - t["evidence_s"]) < 1e-3 for w in seg["words"])
+            last = seg["words"][-1]["end_s"]
+            assert any(abs(w["end_s"] - t["evidence_s"]) < 1e-3 for w in seg["words"]) \
+                or last - 1e-3 <= t["evidence_s"] <= last + 0.5
 
 
 def test_proactive_household_follows_the_policy_table(pools):
@@ -134,7 +138,7 @@ def test_asr_noisy_reaches_its_target_snr_and_records_it(pools):
             assert json.loads(s["attrs"]) == {"target_snr_db": target}
             # measured on the mix: the speech over the bed where it lies, as asked
             assert s["snr_db"] == pytest.approx(target, abs=0.05), (target, s["snr_db"])
-            assert abs(s["gain_db"]) < 8  # the bed was set near the target: speech stays near the reference level
+            assert abs(s["gain_db"]) < 10  # the bed was set near the target: speech stays near the reference level
         assert [t["text"] for t in row["turns"]] == [s["text"] for s in speech]
     assert max(targets) - min(targets) > 5  # the SNR varies between episodes
 
