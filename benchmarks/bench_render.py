@@ -9,6 +9,7 @@ missing). One process, one core: the number is per core by construction.
 from __future__ import annotations
 
 import argparse
+from functools import partial
 import io
 import json
 import platform
@@ -18,8 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
-
 import soundfile as sf
 
 from streamaudio.build.shards import shard_schema, write_parquet
@@ -29,17 +28,21 @@ from streamaudio.plan import PlanContext, Pool, episode_seed, load_recipes
 from streamaudio.plan.store import plan_from_dict, plan_sha, plan_to_dict
 from streamaudio.render.label import episode_violations, label_turns
 from streamaudio.render.mix import render
+from streamaudio.render.tfjp import DEFAULT_TFJP, TfjpSettings, silence_cut
+from streamaudio.plan.tracks import NoiseTrackSettings, add_noise_tracks
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def recipe_pools(recipe, pools: dict[str, list[dict]]) -> dict[str, Pool]:
+def recipe_pools(recipe, pools: dict[str, list[dict]], tfjp: bool = False) -> dict[str, Pool]:
     """Each pool of a recipe drawn from the fixture pool that fits it (as the conformance
-    suite does); an optional pool no fixture gives is left out."""
+    suite does); an optional pool no fixture gives is left out. With ``tfjp``, planners see
+    rows as TFJP's silence_cut leaves them, as in a build."""
     out = {}
+    cut = partial(silence_cut, limit_s=TfjpSettings().silence_cut_s) if tfjp else None
     for name, spec in recipe.pool_specs().items():
         try:
-            out[name] = Pool(name, pools[pool_for(spec)])
+            out[name] = Pool(name, pools[pool_for(spec)], row_transform=cut)
         except LookupError:
             if not spec.optional:
                 raise
@@ -53,6 +56,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / "build" / "bench")
     ap.add_argument("--repeats", type=int, default=5, help="timed passes per recipe; the median is reported")
     ap.add_argument("--recipe", action="append", help="only these sub-tasks (default: every registered recipe)")
+    ap.add_argument("--tfjp", choices=["on", "off"], default="on",
+                    help="TFJP on every foreground clip, and the demo's two noise tracks (a build's default: on)")
     args = ap.parse_args()
     if not (args.fixtures / "_truth" / "faults.json").exists():
         write_all(args.fixtures)
@@ -64,14 +69,7 @@ def main() -> None:
     results = {}
     for st in subtasks:
         recipe = recipes[st]
-        rpools = recipe_pools(recipe, p)
-        tables = _tables(recipe, rpools)
-        plans = []
-        for i in range(args.episodes):
-            eid = f"{st}-bench-{i:06d}"
-            ctx = PlanContext(episode_id=eid, subtask=st, split="train", rng=np.random.default_rng(episode_seed(1, eid)),
-                              pools=rpools, tables=tables)
-            plans.append((eid, json.loads(json.dumps(plan_to_dict(recipe.plan(ctx))))))
+        plans = _plans(recipe, p, args.episodes, "bench", 1, args.tfjp == "on")
         passes = [_timed_pass(recipe, st, plans) for _ in range(args.repeats)]
         passes.sort(key=lambda p: sum(p[0].values()))
         t, audio_s, n_rows = passes[len(passes) // 2]  # the median pass
@@ -80,7 +78,7 @@ def main() -> None:
                        "x_realtime_per_core": round(audio_s / cpu, 1),
                        "x_realtime_range": [round(audio_s / sum(p[0].values()), 1) for p in (passes[-1], passes[0])],
                        "cpu_share": {k: round(v / cpu, 3) for k, v in t.items()}}
-    profile = _profile(recipes, subtasks, p, args.episodes)
+    profile = _profile(recipes, subtasks, p, args.episodes, args.tfjp == "on")
     flac = _flac_levels(recipes, p)
     total_audio = sum(r["audio_s"] for r in results.values())
     total_cpu = sum(r["cpu_s"] for r in results.values())
@@ -88,6 +86,7 @@ def main() -> None:
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}",
         "cpu_model": _cpu_model(),
         "repeats": args.repeats,
+        "tfjp_and_noise_tracks": args.tfjp == "on",
         "per_recipe": results,
         "total": {"audio_s": round(total_audio, 1), "cpu_s": round(total_cpu, 3),
                   "x_realtime_per_core": round(total_audio / total_cpu, 1)},
@@ -109,7 +108,7 @@ def _timed_pass(recipe, st, plans):
         plan = plan_from_dict(stored)
         r = render(plan)
         c1 = time.process_time()
-        turns, labels = label_turns(stored["turns"], r.duration_s)
+        turns, labels = label_turns(r.turns, r.duration_s)
         row = {"id": eid, "ability": recipe.ability, "subtask": st, "split": "train", "language": plan.language,
                "system_prompt": plan.system_prompt, "audio": {"bytes": r.flac, "path": f"{eid}.flac"},
                "sample_rate": 16000, "duration_s": r.duration_s, "chunk_s": 0.4, "segments": r.segments,
@@ -137,17 +136,39 @@ def _profile_groups() -> dict:
     import pyarrow.parquet as pq_mod
     import soxr
 
-    from streamaudio.render import mix
+    from streamaudio.render import mix, tfjp
 
     def key(fn):
         fn = inspect.unwrap(fn)
         return (inspect.getsourcefile(fn), inspect.getsourcelines(fn)[1], fn.__name__)
 
-    return {"decode source clips (libsndfile)": [key(sf.read)],
+    return {"decode source clips (libsndfile)": [key(sf.read), key(sf.SoundFile.read)],
             "encode the stream as FLAC (libsndfile)": [key(sf.write)],
             "resample (soxr)": [key(soxr.resample)],
             "level and SNR analysis": [key(mix.active_level_db), key(mix.snr_db)],
+            "TFJP (denoise, spectral smoothing)": [key(tfjp.denoise), key(tfjp.spec_smooth)],
+            "settling turns on the audio": [key(mix.settle_turns)],
             "Parquet write": [key(pq_mod.write_table)]}
+
+
+def _plans(recipe, p, episodes: int, tag: str, seed: int, tfjp: bool) -> list[tuple[str, dict]]:
+    """Stored plans of ``episodes`` episodes; with ``tfjp``, prepared as a build prepares them
+    (streamaudio.build.shards.plan_episode): TFJP settings and the two noise tracks."""
+    rpools = recipe_pools(recipe, p, tfjp=tfjp)
+    tables = _tables(recipe, rpools)
+    noise = Pool("noise", p["noise"])
+    tracks = NoiseTrackSettings(sources=("noise",))
+    out = []
+    for i in range(episodes):
+        eid = f"{recipe.subtask}-{tag}-{i:06d}"
+        ctx = PlanContext(episode_id=eid, subtask=recipe.subtask, split="train",
+                          rng=np.random.default_rng(episode_seed(seed, eid)), pools=rpools, tables=tables)
+        plan = recipe.plan(ctx)
+        if tfjp:
+            plan.render = {"tfjp": dict(DEFAULT_TFJP), "noise_tracks": tracks.to_dict()}
+            add_noise_tracks(plan, noise, np.random.default_rng([episode_seed(seed, eid), 1]), tracks)
+        out.append((eid, json.loads(json.dumps(plan_to_dict(plan)))))
+    return out
 
 
 def _tables(recipe, rpools: dict[str, Pool]) -> dict:
@@ -155,7 +176,7 @@ def _tables(recipe, rpools: dict[str, Pool]) -> dict:
     return recipe.offline_tables({k: {"train": pool.table} for k, pool in rpools.items()}, seed=1)
 
 
-def _profile(recipes, subtasks, p, episodes: int) -> dict:
+def _profile(recipes, subtasks, p, episodes: int, tfjp: bool) -> dict:
     """Share of CPU (own time of the functions below each group) over one pass of every recipe."""
     import cProfile
     import pstats
@@ -163,14 +184,7 @@ def _profile(recipes, subtasks, p, episodes: int) -> dict:
     prof = cProfile.Profile()
     for st in subtasks:
         recipe = recipes[st]
-        pools = recipe_pools(recipe, p)
-        tables = _tables(recipe, pools)
-        plans = []
-        for i in range(episodes):
-            eid = f"{st}-profile-{i:06d}"
-            ctx = PlanContext(episode_id=eid, subtask=st, split="train", rng=np.random.default_rng(episode_seed(2, eid)),
-                              pools=pools, tables=tables)
-            plans.append((eid, json.loads(json.dumps(plan_to_dict(recipe.plan(ctx))))))
+        plans = _plans(recipe, p, episodes, "profile", 2, tfjp)
         prof.enable()
         _timed_pass(recipe, st, plans)
         prof.disable()

@@ -64,8 +64,57 @@ def init_ray(address: str | None = None, num_cpus: int | None = None):
             ray.init(address=address, **kw)  # as given: Ray picks this driver's node by it
         else:
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-            ray.init(address="local", num_cpus=num_cpus, **kw)
+            _start_private_ray(ray, num_cpus, kw)
     return ray
+
+
+def _start_private_ray(ray, num_cpus: int | None, init_kw: dict) -> None:
+    """A local Ray for this process alone, as ``ray.init(address="local")`` starts one but
+    without the autoscaler monitor and the log monitor: a single node never scales, and
+    log_to_driver is off, so neither has anything to do, yet the two cost ~0.9 s of CPU per
+    build (python monitor.py and log_monitor.py; benchmarks/bench_build.py). ray.init has no
+    argument for them (`ray start` has --no-monitor and --include-log-monitor), so the head
+    node is started as ray.init starts it, with those two RayParams set, and this driver
+    joins it. Ray's own shutdown (ray.shutdown(), its atexit hook) then stops it as it
+    would stop ray.init's node, and it fate-shares with this process as ray.init's does
+    (spawn_reaper=True, the same argument). Ray internals that move fall back to plain
+    ray.init."""
+    try:
+        from ray._private import worker as ray_worker
+        from ray._private.node import Node
+        from ray._private.parameter import RayParams
+
+        params = RayParams(num_cpus=num_cpus, include_dashboard=False, include_log_monitor=False, no_monitor=True)
+    except (ImportError, TypeError) as exc:
+        logging.getLogger("streamaudio").debug("private Ray without monitors unavailable (%s); using ray.init", exc)
+        ray.init(address="local", num_cpus=num_cpus, **init_kw)
+        return
+    try:
+        node = Node(params, head=True, shutdown_at_exit=False, spawn_reaper=True, ray_init_cluster=True)
+    except TypeError as exc:  # Node's signature moved in this Ray version
+        logging.getLogger("streamaudio").debug("private Ray without monitors unavailable (%s); using ray.init", exc)
+        ray.init(address="local", num_cpus=num_cpus, **init_kw)
+        return
+    try:
+        ray.init(address=node.address, **init_kw)
+    except BaseException:
+        node.kill_all_processes(check_alive=False, allow_graceful=False)
+        raise
+    # ray.init(address=...) holds a connect-only node, which stops nothing at shutdown; this
+    # one stops the processes started above (what ray.init(address="local") keeps here)
+    ray_worker._global_node = node
+
+
+def run_shard_task(task: dict, tables: dict, *pool_data) -> dict:
+    """One shard of a build, as a Ray task (``Builder._run_tasks``): its summary, plus the
+    node it ran on (not written to the summary file)."""
+    import ray
+
+    from .build.shards import ShardTask, run_shard
+
+    t = ShardTask(**task)
+    summary = run_shard(t, tables, dict(zip(sorted(t.pools), pool_data)))
+    return {**summary, "node": ray.get_runtime_context().get_node_id()[:12]}
 
 
 def map_rows_with_actors(rows: pa.Table, worker_cls, ctor_kwargs: dict, result_schema: pa.Schema, *,

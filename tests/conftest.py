@@ -99,3 +99,20 @@ def built_rows(request, subtask: str) -> list[dict]:
     files = sorted((Path(built["one"]) / "data" / subtask).glob("*.parquet"))
     assert files, f"{subtask} is in the demo catalog but the build wrote no shard"
     return [r for f in files for r in pq.read_table(f).to_pylist()]
+
+
+# The renderer settles a reply that waits for a whole utterance where the utterance stops being
+# heard (its tail, a room's reverberation): at or a little after the aligned last word's end.
+SETTLE_MAX_S = 0.5
+
+
+def due_after_last_word(t_s: float, last_end_s: float, tol: float = 2e-3) -> bool:
+    return last_end_s - tol <= t_s <= last_end_s + SETTLE_MAX_S
+
+
+def noise_track(seg: dict) -> bool:
+    """A segment of the noise tracks the build lays under every stream (not a recipe's)."""
+    import json
+
+    return "track" in json.loads(seg.get("attrs") or "{}")
+

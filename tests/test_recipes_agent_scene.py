@@ -14,6 +14,7 @@ from streamaudio.build.shards import episode_row
 from streamaudio.plan import PlanContext, Pool, episode_seed, load_recipes
 from streamaudio.plan.store import plan_to_dict
 from streamaudio.render.label import episode_violations
+from conftest import due_after_last_word  # noqa: E402
 from streamaudio.resources import MANIFESTS_DIR
 from streamaudio.text.tables import TableEnv
 from conftest import built_rows  # noqa: E402
@@ -126,7 +127,7 @@ def check_scene_episode(row: dict, table: dict) -> list[tuple[str, str]]:
         prev = q["start_s"]
         assert scene, "every question follows a scene"
         # due when the question has been heard in full, and after every sound of its scene
-        assert ans["trigger_s"] == pytest.approx(last_word_end(q), abs=TOL)
+        assert due_after_last_word(ans["trigger_s"], last_word_end(q))
         assert ans["evidence_s"] == pytest.approx(ans["trigger_s"], abs=TOL) and qi in ans["evidence"]
         for i in scene:
             assert json.loads(segs[i]["attrs"])["active_span_s"][1] <= ans["trigger_s"] + TOL
@@ -244,7 +245,7 @@ def check_addressee_episode(row: dict) -> dict:
         # addressed: the evidence starts with the wake phrase (a wake segment, or the request itself)
         assert WAKE.match(segs[ev[0]]["text"]), segs[ev[0]]["text"]
         assert all(attrs(segs[i])["addressed"] for i in ev)
-        assert t["trigger_s"] == pytest.approx(last_word_end(segs[ev[-1]]), abs=TOL)
+        assert due_after_last_word(t["trigger_s"], last_word_end(segs[ev[-1]]))
         answered |= set(ev)
     for i in user:  # every utterance that starts with the wake phrase is answered
         if WAKE.match(segs[i]["text"]):

@@ -16,6 +16,7 @@ from streamaudio.build.shards import episode_row
 from streamaudio.plan import PlanContext, PlanError, Pool, episode_seed, load_recipes
 from streamaudio.plan.store import plan_to_dict
 from streamaudio.render.label import episode_violations
+from conftest import due_after_last_word  # noqa: E402
 from conftest import built_rows  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,7 +102,7 @@ def check_conversation(row, source: dict | None = None) -> dict:
         assert len(mine) == 1, (key, idx)
         reply = mine[0]
         # due when the turn's last word ends: after every word of every part of it
-        assert reply["trigger_s"] == pytest.approx(last_word(row, idx[-1]), abs=TOL)
+        assert due_after_last_word(reply["trigger_s"], last_word(row, idx[-1]))
         assert all(reply["trigger_s"] >= w["end_s"] - TOL for i in idx for w in segs[i]["words"])
         if source is not None:
             assert reply["text"] == source[segs[idx[0]]["clip_id"]]["response"]
@@ -123,11 +124,14 @@ def check_conversation(row, source: dict | None = None) -> dict:
     keys = list(ut)
     for k in range(len(keys) - 1):
         nxt = ut[keys[k + 1]][0]
-        gap = first_word(row, nxt) - replies[k]["trigger_s"]
+        # the recipe paces from the reply's planned time, its turn's last word; the renderer then
+        # settles the reply where the turn stops being heard (evidence_s), a little later
+        planned = replies[k]["trigger_s"] - (replies[k]["evidence_s"] - last_word(row, ut[keys[k]][-1]))
+        gap = first_word(row, nxt) - planned
         want = expected_gap(replies[k]["text"])
         assert gap >= want - TOL
         forced = abs(segs[nxt]["start_s"] - (segs[ut[keys[k]][-1]]["end_s"] + PACING["min_clip_gap_s"])) < TOL
-        events = [s for s in segs if s["kind"] == "sound" and replies[k]["trigger_s"] < s["start_s"] < segs[nxt]["start_s"]]
+        events = [s for s in segs if s["kind"] == "sound" and planned < s["start_s"] < segs[nxt]["start_s"]]
         if not forced and not events:
             assert gap == pytest.approx(want, abs=TOL)
             gaps.append((len(replies[k]["text"].split()), gap))
@@ -163,7 +167,7 @@ def check_history_review(row) -> str:
     ut = seen["turns"]
     answer = max(row["turns"], key=lambda t: t["trigger_s"])
     assert answer["kind"] == "respond" and q in answer["evidence"]
-    assert answer["trigger_s"] == pytest.approx(last_word(row, q), abs=TOL)
+    assert due_after_last_word(answer["trigger_s"], last_word(row, q))
     text = answer["text"]
     keys = list(ut)
     after = PACING["history_review"]["min_turns_after"]
@@ -199,7 +203,7 @@ def check_sound_aware(row) -> list[str]:
         (q,) = [i for i in t["evidence"] if segs[i]["kind"] == "speech"]
         (heard,) = [i for i in t["evidence"] if segs[i]["kind"] in ("music", "sound")]
         assert segs[q]["labels"][0] == "sound_question" and segs[q]["role"] == "user"
-        assert t["trigger_s"] == pytest.approx(last_word(row, q), abs=TOL)
+        assert due_after_last_word(t["trigger_s"], last_word(row, q))
         about = segs[q]["labels"][1].split("=", 1)[1]
         a, text = attrs(segs[heard]), t["text"]
         if about == "sound_event":

@@ -401,3 +401,20 @@ def test_a_reply_waits_until_its_utterance_is_no_longer_heard(tmp_path, room):
     row = episode_row(plan_to_dict(plan), episode_id="asr_utterance-train-000000", subtask="asr_utterance",
                       ability="real_time_asr", split="train", recipe_version="1", seed=0, chunk_s=0.4)
     assert row["turns"][1]["evidence_s"] == round(whole["evidence_s"], 4) and episode_violations(row) == []
+
+
+def test_flac_from_int16_is_the_same_bytes_as_libsndfile_from_float():
+    # render() hands libsndfile int16 (to_pcm16) for its cheaper encode: the shard bytes must not move
+    from streamaudio.render.mix import FLAC_LEVEL, PEAK_LIMIT, to_pcm16
+
+    rng = np.random.default_rng(3)
+    ties = (np.arange(-40, 40, dtype=np.float32) + np.float32(0.5)) / np.float32(32768)  # half-LSB: round to even
+    x = np.concatenate([rng.uniform(-PEAK_LIMIT, PEAK_LIMIT, 48000).astype(np.float32), ties,
+                        np.float32([PEAK_LIMIT, -PEAK_LIMIT, 0.0, 1e-9])])
+
+    def flac(y):
+        buf = io.BytesIO()
+        sf.write(buf, y, SAMPLE_RATE, format="FLAC", subtype="PCM_16", compression_level=FLAC_LEVEL)
+        return buf.getvalue()
+
+    assert flac(to_pcm16(x)) == flac(x)

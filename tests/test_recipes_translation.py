@@ -13,6 +13,7 @@ from streamaudio.build.shards import episode_row
 from streamaudio.plan import PlanContext, PlanError, Pool, episode_seed, load_recipes
 from streamaudio.plan.store import plan_to_dict
 from streamaudio.render.label import episode_violations
+from conftest import due_after_last_word  # noqa: E402
 from streamaudio.text.clauses import (ClauseAlignment, Translations, join_clauses, norm_chars,
                                       offline_clauses, primary)
 from streamaudio.text.llm import LLMError
@@ -91,14 +92,16 @@ def check_translated_segments(row: dict, clause_level_seen: list) -> None:
         for t in replies:
             assert t["trigger_s"] == pytest.approx(t["evidence_s"], abs=2e-3)
         if seg["words"]:
-            for t in replies:
+            for t in replies[:-1]:
                 w = [w for w in seg["words"] if abs(w["end_s"] - t["evidence_s"]) < 2e-3]
                 assert w, "a reply is due at a word's end"
-                assert CLAUSE_END.search(w[-1]["text"]) or w[-1] is seg["words"][-1], w[-1]["text"]
-            assert replies[-1]["evidence_s"] == pytest.approx(seg["words"][-1]["end_s"], abs=2e-3)
+                assert CLAUSE_END.search(w[-1]["text"]), w[-1]["text"]
+            # the last clause waits until the sentence is no longer heard
+            assert due_after_last_word(replies[-1]["evidence_s"], seg["words"][-1]["end_s"])
         else:
             (t,) = replies
-            assert t["evidence_s"] == pytest.approx(seg["end_s"], abs=2e-3) and attrs["reply_at"] == "clip_end"
+            # at the clip's end (TFJP mixes only its audible span, so the segment may end before)
+            assert t["evidence_s"] >= seg["end_s"] - 2e-3 and attrs["reply_at"] == "clip_end"
         if len(replies) > 1:
             clause_level_seen.append(i)
         # the offline rule's contract: as many clause marks on both sides, clause ends on words

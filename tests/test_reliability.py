@@ -50,6 +50,66 @@ def test_an_unreachable_cluster_is_a_clear_error_at_once(tmp_path, fixture_root)
     assert not (tmp_path / "o").exists()
 
 
+RAY_PROCESSES = f'''
+import json, os, sys
+sys.path.insert(0, {str(REPO)!r})
+from streamaudio.parallel import init_ray
+
+def tree(root):
+    kids = {{}}
+    for d in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = open(f"/proc/{{d}}/stat").read()
+            argv = open(f"/proc/{{d}}/cmdline", "rb").read().replace(b"\\0", b" ").decode()
+        except OSError:
+            continue
+        kids.setdefault(int(stat[stat.rindex(")") + 2:].split()[1]), []).append((int(d), argv))
+    out, todo = [], [root]
+    while todo:
+        for pid, argv in kids.get(todo.pop(), []):
+            out.append((pid, argv))
+            todo.append(pid)
+    return out
+
+ray = init_ray(num_cpus=1)
+assert ray.get(ray.remote(lambda: 7).remote()) == 7
+print(json.dumps(tree(os.getpid())))
+if sys.argv[1] == "shutdown":
+    ray.shutdown()
+    print(json.dumps(tree(os.getpid())))
+'''
+
+
+@pytest.mark.parametrize("end", ["exit", "shutdown"])
+def test_the_private_ray_runs_no_monitors_and_goes_with_its_driver(tmp_path, end):
+    # a single node never scales and log_to_driver is off: the autoscaler monitor and the log
+    # monitor would only cost CPU (~0.9 s a build); what is started is stopped by ray.shutdown()
+    # and when the driver exits
+    script = tmp_path / "ray_processes.py"
+    script.write_text(RAY_PROCESSES)
+    r = subprocess.run([sys.executable, str(script), end], capture_output=True, text=True, timeout=180,
+                       env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.strip().splitlines()
+    started = json.loads(lines[0])
+    argv = " ".join(a for _, a in started)
+    assert "raylet" in argv and "gcs_server" in argv, argv[:2000]
+    assert "monitor.py" not in argv  # neither autoscaler/_private/monitor.py nor _private/log_monitor.py
+    if end == "shutdown":
+        assert json.loads(lines[1]) == []
+
+    def running(pid):
+        try:
+            return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.time() + 30
+    while any(running(p) for p, _ in started) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not [a[:80] for p, a in started if running(p)]
+
+
 # ---------------------------------------------------------------- 2. one build per OUT
 def test_a_busy_out_is_refused_and_a_dead_builds_lock_is_not(tmp_path, fixture_root):
     from streamaudio.build.lock import BuildLock

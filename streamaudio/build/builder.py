@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 
 from .. import __version__
 from ..format import FORMAT_VERSION, SPLITS, taxonomy
-from ..parallel import init_ray
+from ..parallel import init_ray, run_shard_task
 from ..plan import PoolData, RecipeError, load_recipes
 from ..plan.recipes import code_fingerprint
 from ..plan.tracks import TRACK_POOL
@@ -51,7 +51,7 @@ from ..text.tables import TableEnv
 from .card import render_card
 from .lock import BuildLock, BuildLocked
 from .catalog import Catalog, load_catalog
-from .shards import RecipeCrash, ShardTask, finished_summary, plan_episode, run_shard
+from .shards import RecipeCrash, ShardTask, finished_summary, plan_episode
 
 log = logging.getLogger("streamaudio")
 PLAN_SAMPLE = 16  # episodes planned per sub-task and split by `build --plan-only` (0: all)
@@ -139,13 +139,9 @@ def pool_splits(sources, by_split: dict) -> dict[str, pa.Table]:
     return {s: pa.concat_tables([by_split[src][s] for src in sources]) for s in SPLITS}
 
 
-def _run_shard_remote(task: dict, tables: dict, *pool_data):
-    import ray
-
-    t = ShardTask(**task)
-    summary = run_shard(t, tables, dict(zip(sorted(t.pools), pool_data)))
-    ctx = ray.get_runtime_context()
-    return {**summary, "node": ctx.get_node_id()[:12]}  # where it ran (not written to the summary file)
+# the shard task lives in parallel.py: a Ray worker imports the module a task is defined in,
+# and this one's imports (LLM client, TTS, stages, card, catalog) are the driver's alone
+_run_shard_remote = run_shard_task
 
 
 class Builder:

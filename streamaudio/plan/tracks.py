@@ -25,8 +25,8 @@ class NoiseTrackSettings:
     background_db: float = -6.0
     environment_db: float = -12.0
     crossfade_s: float = 1.0
-    min_piece_s: float = 3.0  # a layer changes clip no faster than this
-    max_piece_s: float = 12.0
+    min_piece_s: float = 6.0  # a layer changes clip no faster than this
+    max_piece_s: float = 20.0
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "NoiseTrackSettings | None":

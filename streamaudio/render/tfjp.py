@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import numpy as np
 import scipy.fft
@@ -163,12 +164,21 @@ def _istft(spec: np.ndarray, length: int) -> np.ndarray:
     blocks = frames.reshape(n, q, HOP)
     for k in range(q):
         out[k * HOP:(k + n) * HOP] += blocks[:, k, :].reshape(-1)
-    norm = np.zeros_like(out)
+    out *= _inverse_norm(n)
+    return out[N_FFT // 2:N_FFT // 2 + length]
+
+
+@lru_cache(maxsize=512)
+def _inverse_norm(n: int) -> np.ndarray:
+    """1 / the summed squared windows of n overlapped frames (clips come in few lengths)."""
+    q = N_FFT // HOP
+    norm = np.zeros(HOP * (n + q - 1), np.float32)
     w2 = (_window() ** 2).reshape(q, HOP)
     for k in range(q):
         norm[k * HOP:(k + n) * HOP] += np.tile(w2[k], n)
-    out /= np.maximum(norm, 1e-6)
-    return out[N_FFT // 2:N_FFT // 2 + length]
+    inv = 1.0 / np.maximum(norm, 1e-6)
+    inv.flags.writeable = False
+    return inv
 
 
 _WIN = None

@@ -77,7 +77,9 @@ def table_path(rel: str, folder: Path | None) -> Path:
 
 @lru_cache(maxsize=256)
 def _read_yaml(path: str, mtime_ns: int) -> Any:
-    return yaml.safe_load(Path(path).read_text())
+    # libyaml's parser where PyYAML has it: the same data for ~10x less CPU (a build's driver
+    # reads every recipe's tables; in pure Python that is ~0.35 s of its start-up)
+    return yaml.load(Path(path).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def load_yaml(path: Path) -> Any:
