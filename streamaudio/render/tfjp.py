@@ -191,13 +191,6 @@ def _window() -> np.ndarray:
     return _WIN
 
 
-def _frame_energy(x: np.ndarray) -> np.ndarray:
-    hop = SAMPLE_RATE // 100
-    n = len(x) // hop
-    f = x[: n * hop].reshape(n, hop)
-    return np.einsum("ij,ij->i", f, f) / hop
-
-
 def floor_frames(n_frames: int, content: list[tuple[float, float]], guard_s: float = 0.05) -> np.ndarray:
     """STFT frames (of ``_stft``) that lie wholly outside every ``content`` span (seconds, widened
     by ``guard_s``): where the clip holds nothing but its own floor."""
@@ -209,15 +202,14 @@ def floor_frames(n_frames: int, content: list[tuple[float, float]], guard_s: flo
     return free
 
 
-def noise_profile(spec: np.ndarray, content: list[tuple[float, float]] | None = None,
+def noise_profile(power: np.ndarray, content: list[tuple[float, float]] | None = None,
                   quantile: float = 0.1) -> np.ndarray | None:
     """The clip's noise floor, as a mean power spectrum: over the frames outside its content
     (words, an event's active span) when those are known, else over its quietest frames (the
     lowest ``quantile`` by energy). None when there is no floor to remove: fewer than 0.1 s of
     it, digital silence, or a "floor" not 10 dB below the content (then it is content: a clip
     with no pause has no frames of floor alone, and gating would eat it)."""
-    power = spec.real ** 2 + spec.imag ** 2
-    e = power.sum(axis=1)
+    e = power.sum(axis=1)  # power: |STFT|^2 of the clip (frames x bins)
     if len(e) < 8:
         return None
     if content:
@@ -240,10 +232,10 @@ def denoise(x: np.ndarray, max_cut_db: float = 20.0, content: list[tuple[float, 
     if len(x) < 2 * N_FFT or not np.any(x):
         return x
     spec = _stft(x)
-    profile = noise_profile(spec, content)
+    power = spec.real ** 2 + spec.imag ** 2
+    profile = noise_profile(power, content)
     if profile is None:
         return x
-    power = spec.real ** 2 + spec.imag ** 2
     snr = np.maximum(power / (profile[None, :] * 2.0 + 1e-20) - 1.0, 0.0)
     gain = snr / (snr + 1.0)
     g = gain.copy()
